@@ -1,0 +1,226 @@
+"""The ``rwsplit`` command line: the local replication sandbox (and, later, status and bench)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import pymysql
+
+from ._version import __version__
+from .errors import RwsplitError
+from .sandbox import Sandbox
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def default_sandbox_dir() -> Path:
+    """``$RWSPLIT_SANDBOX_DIR``, else ``<tmp>/rwsplit-sandbox-<uid>``."""
+    env = os.environ.get("RWSPLIT_SANDBOX_DIR")
+    if env:
+        return Path(env)
+    return Path(tempfile.gettempdir()) / f"rwsplit-sandbox-{os.getuid()}"
+
+
+def _format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [[("-" if v is None else str(v)) for v in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
+    return "\n".join(lines)
+
+
+def _fail(message: str, code: int = 1) -> None:
+    click.echo(f"rwsplit: error: {message}", err=True)
+    sys.exit(code)
+
+
+dir_option = click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=default_sandbox_dir,
+    show_default="$RWSPLIT_SANDBOX_DIR or <tmp>/rwsplit-sandbox-<uid>",
+    help="Directory holding the sandbox's data dirs and state file.",
+)
+
+
+def _attach(directory: Path) -> Sandbox:
+    return Sandbox.attach(directory)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="rwsplit")
+def cli() -> None:
+    """rwsplit: read/write splitting for SQLAlchemy on MySQL/MariaDB."""
+
+
+@cli.group()
+def sandbox() -> None:
+    """A local primary + replicas cluster of real MariaDB/MySQL servers on loopback."""
+
+
+@sandbox.command()
+@click.option(
+    "--replicas", type=click.IntRange(0, 16), default=2, show_default=True, help="Number of replicas."
+)
+@dir_option
+@click.option(
+    "--base-port",
+    type=click.IntRange(1024, 65535),
+    default=None,
+    help="Primary port; replicas use the following ports. Default: free ports.",
+)
+def up(replicas: int, directory: Path, base_port: int | None) -> None:
+    """Initialise and start one primary and N replicas with GTID replication."""
+    if base_port is not None and base_port + replicas > 65535:
+        raise click.BadParameter(
+            f"{base_port} + {replicas} replicas passes port 65535", param_hint="--base-port"
+        )
+    sb = Sandbox(directory, replicas=replicas, base_port=base_port)
+    started = time.monotonic()
+    try:
+        sb.up()
+    except BaseException as exc:
+        if not (isinstance(exc, RwsplitError) and "already running" in str(exc)):
+            sb.down()
+        raise
+    elapsed = time.monotonic() - started
+    click.echo(f"sandbox up in {elapsed:.1f} s: 1 primary + {replicas} replicas in {sb.dir}")
+    for name, url in sb.masked_urls().items():
+        click.echo(f"  {name:<9} {url}")
+    click.echo(f"state file (full URLs and passwords, mode 0600): {sb.state_file}")
+    click.echo(f"from Python: rwsplit.sandbox.Sandbox.attach({str(sb.dir)!r}).primary_url")
+
+
+@sandbox.command()
+@dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def status(directory: Path, as_json: bool) -> None:
+    """One row per server: role, URL, reachable, replication threads, lag, GTID position."""
+    rows = _attach(directory).status()
+    if as_json:
+        click.echo(json.dumps([dataclasses.asdict(r) for r in rows], indent=2))
+        return
+    headers = ["server", "role", "url", "reachable", "io", "sql", "behind_s", "gtid", "error"]
+    click.echo(
+        _format_table(
+            headers,
+            [
+                [
+                    r.name,
+                    r.role,
+                    r.url,
+                    "yes" if r.reachable else ("no" if r.running else "stopped"),
+                    r.io_running,
+                    r.sql_running,
+                    r.seconds_behind,
+                    r.gtid_position,
+                    r.last_error
+                    if not r.last_error or len(r.last_error) <= 60
+                    else r.last_error[:57] + "...",
+                ]
+                for r in rows
+            ],
+        )
+    )
+
+
+@sandbox.command()
+@dir_option
+def down(directory: Path) -> None:
+    """Stop every server of the sandbox and remove its data."""
+    sb = _attach(directory)
+    names = sb.server_names
+    sb.down()
+    click.echo(f"sandbox down: stopped {', '.join(names)}; removed data in {directory}")
+
+
+def _server_argument(f: F) -> F:
+    return click.argument("server", metavar="SERVER")(f)
+
+
+def _server_key(server: str) -> str | int:
+    return int(server) if server.isdigit() else server
+
+
+@sandbox.command()
+@_server_argument
+@click.argument("seconds", type=click.IntRange(0, 86400))
+@dir_option
+def delay(server: str, seconds: int, directory: Path) -> None:
+    """Delay a replica (name or number) by SECONDS (MASTER_DELAY; 0 removes the delay)."""
+    _attach(directory).delay_replica(_server_key(server), seconds)
+    click.echo(f"{server}: applying events {seconds} s after the primary wrote them")
+
+
+@sandbox.command()
+@_server_argument
+@dir_option
+def pause(server: str, directory: Path) -> None:
+    """Stop a replica's SQL thread (it falls behind until resumed)."""
+    _attach(directory).pause_replica(_server_key(server))
+    click.echo(f"{server}: SQL thread stopped")
+
+
+@sandbox.command()
+@_server_argument
+@dir_option
+def resume(server: str, directory: Path) -> None:
+    """Start a replica's SQL thread again."""
+    _attach(directory).resume_replica(_server_key(server))
+    click.echo(f"{server}: SQL thread started")
+
+
+@sandbox.command()
+@_server_argument
+@dir_option
+def kill(server: str, directory: Path) -> None:
+    """SIGKILL a server (primary, replicaN or N)."""
+    _attach(directory).kill(_server_key(server))
+    click.echo(f"{server}: killed")
+
+
+@sandbox.command()
+@_server_argument
+@dir_option
+def start(server: str, directory: Path) -> None:
+    """Start a killed server again (a replica resumes replication)."""
+    _attach(directory).start(_server_key(server))
+    click.echo(f"{server}: started")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point: click's parsing, with rwsplit's errors as one line and exit code 1."""
+    try:
+        cli.main(args=list(argv) if argv is not None else None, prog_name="rwsplit", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        _fail("aborted", 130)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except ValueError as exc:
+        _fail(str(exc), 2)
+    except RwsplitError as exc:
+        _fail(str(exc), 1)
+    except pymysql.MySQLError as exc:
+        _fail(f"database error: {exc}", 1)
+    except OSError as exc:
+        _fail(f"{type(exc).__name__}: {exc}", 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,15 @@
+"""Exceptions raised by rwsplit; every message is safe to show (no passwords)."""
+
+from __future__ import annotations
+
+
+class RwsplitError(Exception):
+    """Base class of every error rwsplit raises on purpose."""
+
+
+class SandboxError(RwsplitError):
+    """The local replication sandbox cannot do what was asked."""
+
+
+class ServerBinariesNotFound(SandboxError):
+    """No MariaDB/MySQL server binaries on this machine."""

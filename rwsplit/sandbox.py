@@ -1,0 +1,741 @@
+"""A throwaway MariaDB/MySQL replication cluster on loopback, for tests, benchmarks and demos.
+
+One primary and N replicas, each a real server process with its own data dir under one
+directory and its own port, GTID replication, read-only replicas, a replication user, an
+application user and a monitor user. A state file in the directory lets later commands (and
+other processes) find the cluster again; ``down`` stops every process and removes the data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pymysql
+
+from .errors import SandboxError, ServerBinariesNotFound
+
+__all__ = ["Sandbox", "ServerStatus", "find_server_binaries", "STATE_FILE"]
+
+STATE_FILE = "rwsplit-sandbox.json"
+_STATE_VERSION = 1
+_SEARCH_DIRS = ("/usr/sbin", "/usr/local/sbin", "/usr/local/mysql/bin", "/usr/libexec", "/opt/mysql/bin")
+_INSTALL_HINT = "install them, e.g. on Debian/Ubuntu: apt-get install mariadb-server"
+_APP_USER = "app"
+_REPL_USER = "rwsplit_repl"
+_MONITOR_USER = "rwsplit_monitor"
+
+
+@dataclass(frozen=True)
+class _Binaries:
+    server: str
+    install_db: str | None
+    flavor: str  # "mariadb" or "mysql"
+    version: str
+
+
+def _search_path() -> str:
+    """``$RWSPLIT_SERVER_PATH`` if set, else ``$PATH`` plus the usual server locations."""
+    override = os.environ.get("RWSPLIT_SERVER_PATH")
+    if override is not None:
+        return override
+    return os.pathsep.join([os.environ.get("PATH", ""), *_SEARCH_DIRS])
+
+
+def _which(name: str) -> str | None:
+    return shutil.which(name, path=_search_path())
+
+
+def find_server_binaries() -> _Binaries:
+    """Locate the server binaries (``mariadbd`` + ``mariadb-install-db``, else MySQL's ``mysqld``)."""
+    server = _which("mariadbd") or _which("mysqld")
+    if server is None:
+        raise ServerBinariesNotFound(
+            "MariaDB/MySQL server binaries not found (looked for mariadbd or mysqld in "
+            f"{_search_path() or '(empty path)'}); {_INSTALL_HINT}"
+        )
+    try:
+        out = subprocess.run(
+            [server, "--version"], capture_output=True, text=True, timeout=30, check=False
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise ServerBinariesNotFound(f"cannot run {server} --version: {exc}; {_INSTALL_HINT}") from exc
+    if "mariadb" in out.lower():
+        install_db = _which("mariadb-install-db") or _which("mysql_install_db")
+        if install_db is None:
+            raise ServerBinariesNotFound(f"found {server} but not mariadb-install-db; {_INSTALL_HINT}")
+        return _Binaries(server, install_db, "mariadb", out)
+    return _Binaries(server, None, "mysql", out)
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    """One row of :meth:`Sandbox.status`: what a server looks like right now."""
+
+    name: str
+    role: str
+    url: str  # password masked
+    port: int
+    pid: int | None
+    running: bool
+    reachable: bool
+    io_running: str | None = None
+    sql_running: str | None = None
+    seconds_behind: int | None = None
+    gtid_position: str | None = None
+    last_error: str | None = None
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_ports(count: int) -> list[int]:
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _pid_is_server(pid: int | None, datadir: str) -> bool:
+    """True if ``pid`` is a live (not zombie) server process using ``datadir``."""
+    if not pid:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rsplit(b")", 1)[1].split()[0]
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmdline = f.read()
+    except (OSError, IndexError):
+        return False
+    return state not in (b"Z", b"X") and f"--datadir={datadir}".encode() in cmdline
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+class Sandbox:
+    """A local primary + replicas cluster of real server processes.
+
+    Use as a context manager (always torn down, also on exceptions and Ctrl-C)::
+
+        with Sandbox(replicas=2) as sb:
+            engine = sqlalchemy.create_engine(sb.primary_url)
+
+    or drive it with :meth:`up` / :meth:`down`, or find a running one with :meth:`attach`.
+    """
+
+    def __init__(
+        self,
+        dir: str | os.PathLike[str] | None = None,
+        *,
+        replicas: int = 2,
+        base_port: int | None = None,
+        database: str = "app",
+    ) -> None:
+        if isinstance(replicas, bool) or not isinstance(replicas, int) or not 0 <= replicas <= 16:
+            raise ValueError(f"replicas must be a whole number from 0 to 16, got {replicas!r}")
+        if base_port is not None and (
+            isinstance(base_port, bool)
+            or not isinstance(base_port, int)
+            or not 1024 <= base_port <= 65535 - replicas
+        ):
+            raise ValueError(
+                f"base_port must be a whole number from 1024 to {65535 - replicas}, got {base_port!r}"
+            )
+        if not database.isidentifier():
+            raise ValueError(f"database must be a plain identifier, got {database!r}")
+        self._own_dir = dir is None
+        self.dir = Path(dir if dir is not None else tempfile.mkdtemp(prefix="rwsplit-sandbox-"))
+        self.dir = self.dir.resolve()
+        self.replica_count = replicas
+        self.base_port = base_port
+        self.database = database
+        self._state: dict[str, Any] | None = None
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    # ----------------------------------------------------------------- discovery
+    @classmethod
+    def attach(cls, dir: str | os.PathLike[str]) -> Sandbox:
+        """The sandbox whose state file is in ``dir`` (started by this or another process)."""
+        sb = cls.__new__(cls)
+        sb._own_dir = False
+        sb.dir = Path(dir).resolve()
+        sb._procs = {}
+        sb._state = sb._read_state()
+        if sb._state is None:
+            raise SandboxError(f"no rwsplit sandbox in {sb.dir} (no {STATE_FILE}); start one with up")
+        sb.replica_count = sum(1 for s in sb._state["servers"] if s["role"] == "replica")
+        sb.base_port = None
+        sb.database = sb._state["database"]
+        return sb
+
+    @property
+    def state_file(self) -> Path:
+        return self.dir / STATE_FILE
+
+    def _read_state(self) -> dict[str, Any] | None:
+        try:
+            state = json.loads(self.state_file.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise SandboxError(f"cannot read {self.state_file}: {exc}") from exc
+        if not isinstance(state, dict) or state.get("version") != _STATE_VERSION:
+            raise SandboxError(f"{self.state_file} is not a sandbox state file this rwsplit understands")
+        return state
+
+    def _write_state(self) -> None:
+        assert self._state is not None
+        tmp = self.state_file.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(self._state, f, indent=2)
+        os.replace(tmp, self.state_file)
+
+    @property
+    def _servers(self) -> list[dict[str, Any]]:
+        if self._state is None:
+            raise SandboxError("the sandbox is not up")
+        return self._state["servers"]
+
+    def _server(self, which: str | int) -> dict[str, Any]:
+        """A server by name (``primary``, ``replica1``…) or replica number (1-based)."""
+        name = f"replica{which}" if isinstance(which, int) else str(which)
+        for s in self._servers:
+            if s["name"] == name:
+                return s
+        names = ", ".join(s["name"] for s in self._servers)
+        raise SandboxError(f"no server {which!r} in this sandbox; servers: {names}")
+
+    # ---------------------------------------------------------------- URLs
+    def _url(self, server: dict[str, Any], *, user: str = _APP_USER, hide_password: bool = False) -> str:
+        assert self._state is not None
+        pw = "***" if hide_password else self._state["passwords"][user]
+        return f"mysql+pymysql://{user}:{pw}@127.0.0.1:{server['port']}/{self._state['database']}"
+
+    @property
+    def primary_url(self) -> str:
+        """SQLAlchemy URL of the primary for the application user (contains its password)."""
+        return self._url(self._server("primary"))
+
+    @property
+    def replica_urls(self) -> list[str]:
+        """SQLAlchemy URLs of the replicas, in order, for the application user."""
+        return [self._url(s) for s in self._servers if s["role"] == "replica"]
+
+    def monitor_urls(self) -> list[str]:
+        """URLs of every server (primary first) for the least-privileged monitor user."""
+        return [self._url(s, user=_MONITOR_USER) for s in self._servers]
+
+    def masked_urls(self) -> dict[str, str]:
+        """Server name → application URL with the password replaced by ``***``."""
+        return {s["name"]: self._url(s, hide_password=True) for s in self._servers}
+
+    @property
+    def server_names(self) -> list[str]:
+        return [s["name"] for s in self._servers]
+
+    def port(self, which: str | int) -> int:
+        return int(self._server(which)["port"])
+
+    def server_id(self, which: str | int) -> int:
+        return int(self._server(which)["server_id"])
+
+    def connect(self, which: str | int = "primary", *, timeout: float = 5.0) -> pymysql.Connection:
+        """An autocommit admin (root) connection to one server, for tests and injection."""
+        s = self._server(which)
+        assert self._state is not None
+        return pymysql.connect(
+            host="127.0.0.1",
+            port=int(s["port"]),
+            user="root",
+            password=self._state["passwords"]["root"],
+            autocommit=True,
+            connect_timeout=max(1, int(timeout)),
+            read_timeout=timeout,
+            write_timeout=timeout,
+        )
+
+    # ----------------------------------------------------------------- up
+    def __enter__(self) -> Sandbox:
+        try:
+            self.up()
+        except BaseException:
+            self.down()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.down()
+
+    def up(self, *, timeout: float = 60.0) -> Sandbox:
+        """Initialise and start the cluster; return once every replica is streaming."""
+        binaries = find_server_binaries()
+        created_dir = not self.dir.exists()
+        self._prepare_dir()
+        ports = self._choose_ports()
+        flavor = binaries.flavor
+        names = ["primary"] + [f"replica{i}" for i in range(1, self.replica_count + 1)]
+        self._state = {
+            "version": _STATE_VERSION,
+            "flavor": flavor,
+            "server_binary": binaries.server,
+            "server_version": binaries.version,
+            "database": self.database,
+            "created_dir": created_dir,
+            "passwords": {
+                "root": secrets.token_urlsafe(12),
+                _APP_USER: secrets.token_urlsafe(12),
+                _REPL_USER: secrets.token_urlsafe(12),
+                _MONITOR_USER: secrets.token_urlsafe(12),
+            },
+            "servers": [
+                {
+                    "name": name,
+                    "role": "primary" if i == 0 else "replica",
+                    "port": ports[i],
+                    "server_id": i + 1,
+                    "datadir": str(self.dir / name),
+                    "pid": None,
+                }
+                for i, name in enumerate(names)
+            ],
+        }
+        self._write_state()
+        deadline = time.monotonic() + timeout
+        self._initialise_datadirs(binaries)
+        for s in self._servers:
+            self._spawn(s)
+        for s in self._servers:
+            self._wait_accepting(s, deadline, password="")
+        self._setup_primary()
+        for s in self._servers[1:]:
+            self._setup_replica(s)
+        self.wait_caught_up(timeout=max(1.0, deadline - time.monotonic()))
+        return self
+
+    def _prepare_dir(self) -> None:
+        if self.dir.exists() and not self.dir.is_dir():
+            raise SandboxError(f"{self.dir} exists and is not a directory")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        state = self._read_state()
+        if state is not None:
+            self._state = state
+            running = [s["name"] for s in state["servers"] if _pid_is_server(s.get("pid"), s["datadir"])]
+            if running:
+                self._state = None
+                raise SandboxError(
+                    f"a sandbox is already running in {self.dir} ({', '.join(running)}); "
+                    f"use it, or stop it first with: rwsplit sandbox down --dir {self.dir}"
+                )
+            self._remove_data(keep_dir=True)
+            self._state = None
+        elif any(self.dir.iterdir()):
+            raise SandboxError(
+                f"{self.dir} is not empty and holds no rwsplit sandbox; "
+                "choose a new or empty directory (nothing was changed)"
+            )
+
+    def _choose_ports(self) -> list[int]:
+        count = self.replica_count + 1
+        if self.base_port is None:
+            return _free_ports(count)
+        ports = list(range(self.base_port, self.base_port + count))
+        busy = [p for p in ports if not _port_free(p)]
+        if busy:
+            raise SandboxError(
+                f"port {busy[0]} on 127.0.0.1 is in use; the sandbox needs ports "
+                f"{ports[0]}-{ports[-1]} (--base-port {self.base_port}); choose another base port "
+                "or leave it out to use free ports"
+            )
+        return ports
+
+    def _initialise_datadirs(self, binaries: _Binaries) -> None:
+        """Initialise one data dir, then copy it: parallel bootstraps collide on temp names."""
+        template = self.dir / ".template"
+        log_path = self.dir / "init.log"
+        if binaries.flavor == "mariadb":
+            assert binaries.install_db is not None
+            cmd = [
+                binaries.install_db,
+                "--no-defaults",
+                f"--datadir={template}",
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+                "--innodb-log-file-size=16M",
+            ]
+        else:
+            cmd = [binaries.server, "--no-defaults", "--initialize-insecure", f"--datadir={template}"]
+        if os.geteuid() == 0:
+            cmd.append("--user=root")
+        with open(log_path, "wb") as log:
+            rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, timeout=300).returncode
+        if rc != 0:
+            text = log_path.read_text(errors="replace")
+            tail = " | ".join(line for line in text.splitlines()[:4] if line.strip())
+            raise SandboxError(f"initialising the data dir failed (exit {rc}): {tail}")
+        for s in self._servers:
+            shutil.copytree(template, s["datadir"], symlinks=True)
+        shutil.rmtree(template)
+        log_path.unlink()
+
+    def _server_args(self, s: dict[str, Any]) -> list[str]:
+        assert self._state is not None
+        d = s["datadir"]
+        args = [
+            self._state["server_binary"],
+            "--no-defaults",
+            f"--datadir={d}",
+            f"--port={s['port']}",
+            "--bind-address=127.0.0.1",
+            f"--socket={d}/mysqld.sock",
+            f"--pid-file={d}/mysqld.pid",
+            f"--log-error={d}/error.log",
+            f"--server-id={s['server_id']}",
+            "--log-bin=binlog",
+            "--binlog-format=ROW",
+            "--log-slave-updates=ON",
+            "--skip-name-resolve",
+            "--performance-schema=OFF",
+            "--innodb-buffer-pool-size=32M",
+            "--innodb-flush-log-at-trx-commit=2",
+            "--sync-binlog=0",
+            "--max-connections=500",
+            "--relay-log=relay",
+            "--relay-log-recovery=ON",
+            "--character-set-server=utf8mb4",
+            f"--tmpdir={d}.tmp",
+        ]
+        if self._state["flavor"] == "mariadb":
+            args += ["--innodb-log-file-size=16M", "--gtid-strict-mode=ON"]
+        else:
+            args += ["--gtid-mode=ON", "--enforce-gtid-consistency=ON", "--mysqlx=OFF"]
+        if s["role"] == "replica":
+            args.append("--read-only=ON")
+        if os.geteuid() == 0:
+            args.append("--user=root")
+        return args
+
+    def _spawn(self, s: dict[str, Any]) -> None:
+        Path(f"{s['datadir']}.tmp").mkdir(exist_ok=True)
+        with open(Path(s["datadir"]) / "stdout.log", "ab") as out:
+            proc = subprocess.Popen(
+                self._server_args(s),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        self._procs[s["name"]] = proc
+        s["pid"] = proc.pid
+        self._write_state()
+
+    def _alive(self, s: dict[str, Any]) -> bool:
+        proc = self._procs.get(s["name"])
+        if proc is not None and proc.pid == s.get("pid"):
+            return proc.poll() is None
+        return _pid_is_server(s.get("pid"), s["datadir"])
+
+    def _error_tail(self, s: dict[str, Any], lines: int = 5) -> str:
+        try:
+            text = Path(s["datadir"], "error.log").read_text(errors="replace").splitlines()
+        except OSError:
+            return "(no error log)"
+        return " | ".join(text[-lines:])
+
+    def _wait_accepting(self, s: dict[str, Any], deadline: float, *, password: str | None = None) -> None:
+        assert self._state is not None
+        pw = self._state["passwords"]["root"] if password is None else password
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            if not self._alive(s):
+                raise SandboxError(f"{s['name']} exited while starting: {self._error_tail(s)}")
+            try:
+                conn = pymysql.connect(
+                    unix_socket=f"{s['datadir']}/mysqld.sock",
+                    user="root",
+                    password=pw,
+                    connect_timeout=2,
+                )
+                conn.close()
+                return
+            except pymysql.err.OperationalError as exc:
+                last = exc
+                time.sleep(0.05)
+        raise SandboxError(f"{s['name']} did not accept connections in time ({last})")
+
+    def _socket_conn(self, s: dict[str, Any], password: str) -> pymysql.Connection:
+        return pymysql.connect(
+            unix_socket=f"{s['datadir']}/mysqld.sock",
+            user="root",
+            password=password,
+            autocommit=True,
+            connect_timeout=5,
+        )
+
+    def _setup_primary(self) -> None:
+        assert self._state is not None
+        pw = self._state["passwords"]
+        mariadb = self._state["flavor"] == "mariadb"
+        monitor_grant = "REPLICA MONITOR, BINLOG MONITOR" if mariadb else "REPLICATION CLIENT"
+        with self._socket_conn(self._servers[0], "") as conn, conn.cursor() as cur:
+            cur.execute(f"CREATE DATABASE `{self.database}`")
+            for user, grant in (
+                (_REPL_USER, "REPLICATION SLAVE ON *.*"),
+                (_APP_USER, f"ALL PRIVILEGES ON `{self.database}`.*"),
+                (_MONITOR_USER, f"{monitor_grant}, PROCESS ON *.*"),
+            ):
+                for host in ("127.0.0.1", "localhost"):
+                    cur.execute(f"CREATE USER '{user}'@'{host}' IDENTIFIED BY %s", (pw[user],))
+                    cur.execute(f"GRANT {grant} TO '{user}'@'{host}'")
+            cur.execute(
+                "SELECT CONCAT(QUOTE(user), '@', QUOTE(host)) FROM mysql.user "
+                "WHERE user = 'root' AND host IN ('localhost', '127.0.0.1', '::1')"
+            )
+            for (account,) in cur.fetchall():
+                cur.execute(f"ALTER USER {account} IDENTIFIED BY %s", (pw["root"],))
+
+    def _setup_replica(self, s: dict[str, Any]) -> None:
+        assert self._state is not None
+        pw = self._state["passwords"]
+        primary_port = self._servers[0]["port"]
+        with self._socket_conn(s, "") as conn, conn.cursor() as cur:
+            if self._state["flavor"] == "mariadb":
+                cur.execute("SET GLOBAL gtid_slave_pos = ''")
+                cur.execute(
+                    "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=%s, MASTER_USER=%s, "
+                    "MASTER_PASSWORD=%s, MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, "
+                    "MASTER_HEARTBEAT_PERIOD=1",
+                    (primary_port, _REPL_USER, pw[_REPL_USER]),
+                )
+                cur.execute("START SLAVE")
+            else:
+                cur.execute(
+                    "CHANGE REPLICATION SOURCE TO SOURCE_HOST='127.0.0.1', SOURCE_PORT=%s, "
+                    "SOURCE_USER=%s, SOURCE_PASSWORD=%s, SOURCE_AUTO_POSITION=1, "
+                    "SOURCE_CONNECT_RETRY=1, GET_SOURCE_PUBLIC_KEY=1",
+                    (primary_port, _REPL_USER, pw[_REPL_USER]),
+                )
+                cur.execute("START REPLICA")
+
+    # -------------------------------------------------------------- replication
+    def _is_mariadb(self) -> bool:
+        assert self._state is not None
+        return self._state["flavor"] == "mariadb"
+
+    def primary_gtid(self) -> str:
+        """The primary's current binlog GTID position (MariaDB) or executed set (MySQL)."""
+        var = "@@GLOBAL.gtid_binlog_pos" if self._is_mariadb() else "@@GLOBAL.gtid_executed"
+        with self.connect("primary") as conn, conn.cursor() as cur:
+            cur.execute(f"SELECT {var}")
+            return str(cur.fetchone()[0])
+
+    def replica_gtid(self, which: str | int) -> str:
+        """What a replica has applied: ``@@gtid_slave_pos`` (MariaDB) or ``@@gtid_executed``."""
+        var = "@@GLOBAL.gtid_slave_pos" if self._is_mariadb() else "@@GLOBAL.gtid_executed"
+        with self.connect(which) as conn, conn.cursor() as cur:
+            cur.execute(f"SELECT {var}")
+            return str(cur.fetchone()[0])
+
+    def wait_caught_up(self, timeout: float = 30.0, replicas: Sequence[str | int] | None = None) -> None:
+        """Block until the given (default: all) replicas applied the primary's current position."""
+        position = self.primary_gtid()
+        deadline = time.monotonic() + timeout
+        fn = "MASTER_GTID_WAIT" if self._is_mariadb() else "WAIT_FOR_EXECUTED_GTID_SET"
+        targets = [self._server(r) for r in replicas] if replicas is not None else self._servers[1:]
+        for s in targets:
+            remaining = deadline - time.monotonic()
+            result = None
+            with (
+                contextlib.suppress(pymysql.err.OperationalError),
+                self.connect(s["name"], timeout=remaining + 5) as conn,
+                conn.cursor() as cur,
+            ):
+                cur.execute(f"SELECT {fn}(%s, %s)", (position, max(0.0, remaining)))
+                result = cur.fetchone()[0]
+            if result != 0:
+                raise SandboxError(
+                    f"{s['name']} did not reach the primary's position {position or '(empty)'} "
+                    f"within {timeout:g} s"
+                )
+
+    def _replication_status(self, cur: Any) -> dict[str, Any] | None:
+        cur.execute("SHOW SLAVE STATUS" if self._is_mariadb() else "SHOW REPLICA STATUS")
+        row = cur.fetchone()
+        if row is None:
+            return None
+        return dict(zip([d[0] for d in cur.description], row, strict=True))
+
+    def status(self) -> list[ServerStatus]:
+        """One :class:`ServerStatus` per server, read live from the servers."""
+        rows = []
+        masked = self.masked_urls()
+        for s in self._servers:
+            running = self._alive(s)
+            info: dict[str, Any] = {}
+            reachable = False
+            if running:
+                try:
+                    with self.connect(s["name"], timeout=2) as conn, conn.cursor() as cur:
+                        reachable = True
+                        if s["role"] == "primary":
+                            var = "gtid_binlog_pos" if self._is_mariadb() else "gtid_executed"
+                            cur.execute(f"SELECT @@GLOBAL.{var}")
+                            info["gtid_position"] = cur.fetchone()[0]
+                        else:
+                            st = self._replication_status(cur) or {}
+                            info["io_running"] = st.get("Slave_IO_Running", st.get("Replica_IO_Running"))
+                            info["sql_running"] = st.get("Slave_SQL_Running", st.get("Replica_SQL_Running"))
+                            info["seconds_behind"] = st.get(
+                                "Seconds_Behind_Master", st.get("Seconds_Behind_Source")
+                            )
+                            info["last_error"] = st.get("Last_SQL_Error") or st.get("Last_IO_Error") or None
+                            var = "gtid_slave_pos" if self._is_mariadb() else "gtid_executed"
+                            cur.execute(f"SELECT @@GLOBAL.{var}")
+                            info["gtid_position"] = cur.fetchone()[0]
+                except pymysql.err.MySQLError:
+                    reachable = False
+            rows.append(
+                ServerStatus(
+                    name=s["name"],
+                    role=s["role"],
+                    url=masked[s["name"]],
+                    port=int(s["port"]),
+                    pid=s.get("pid"),
+                    running=running,
+                    reachable=reachable,
+                    **info,
+                )
+            )
+        return rows
+
+    # --------------------------------------------------------------- injection
+    def _replica(self, which: str | int) -> dict[str, Any]:
+        s = self._server(which)
+        if s["role"] != "replica":
+            raise SandboxError(f"{s['name']} is not a replica")
+        return s
+
+    def _replica_sql(self, which: str | int, *statements: str) -> None:
+        s = self._replica(which)
+        with self.connect(s["name"]) as conn, conn.cursor() as cur:
+            for stmt in statements:
+                if not self._is_mariadb():
+                    stmt = stmt.replace("SLAVE", "REPLICA").replace(
+                        "CHANGE MASTER TO MASTER_DELAY", "CHANGE REPLICATION SOURCE TO SOURCE_DELAY"
+                    )
+                cur.execute(stmt)
+
+    def delay_replica(self, which: str | int, seconds: int) -> None:
+        """Make a replica apply each event ``seconds`` after it was written (``MASTER_DELAY``)."""
+        if isinstance(seconds, bool) or not isinstance(seconds, int) or not 0 <= seconds <= 86400:
+            raise ValueError(f"delay must be a whole number of seconds from 0 to 86400, got {seconds!r}")
+        self._replica_sql(which, "STOP SLAVE", f"CHANGE MASTER TO MASTER_DELAY={seconds}", "START SLAVE")
+
+    def pause_replica(self, which: str | int) -> None:
+        """Stop a replica's SQL (applier) thread: it keeps receiving but stops applying."""
+        self._replica_sql(which, "STOP SLAVE SQL_THREAD")
+
+    def resume_replica(self, which: str | int) -> None:
+        """Start a paused replica's SQL thread again."""
+        self._replica_sql(which, "START SLAVE SQL_THREAD")
+
+    def kill(self, which: str | int) -> None:
+        """SIGKILL one server and wait until it is gone."""
+        s = self._server(which)
+        pid = s.get("pid")
+        if not self._alive(s):
+            raise SandboxError(f"{s['name']} is not running")
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        self._wait_dead(s, 10.0)
+
+    def start(self, which: str | int, *, timeout: float = 30.0) -> None:
+        """Start a stopped server again; a replica resumes replication where it stopped."""
+        s = self._server(which)
+        if self._alive(s):
+            raise SandboxError(f"{s['name']} is already running")
+        self._spawn(s)
+        self._wait_accepting(s, time.monotonic() + timeout)
+
+    def _wait_dead(self, s: dict[str, Any], timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            proc = self._procs.get(s["name"])
+            if proc is not None and proc.pid == s.get("pid"):
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=0.05)
+            elif s.get("pid"):
+                _reap(s["pid"])
+            if not self._alive(s):
+                return True
+            time.sleep(0.02)
+        return False
+
+    # --------------------------------------------------------------- down
+    def down(self) -> None:
+        """Stop every server this sandbox started and remove its data. Safe to call twice."""
+        if self._state is None:
+            try:
+                self._state = self._read_state()
+            except SandboxError:
+                self._state = None
+        if self._state is not None:
+            live = [s for s in self._servers if self._alive(s)]
+            for s in live:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(s["pid"], signal.SIGTERM)
+            for s in live:
+                if not self._wait_dead(s, 10.0):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(s["pid"], signal.SIGKILL)
+                    self._wait_dead(s, 5.0)
+            self._remove_data()
+            self._state = None
+        if self._own_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+        self._procs.clear()
+
+    def _remove_data(self, *, keep_dir: bool = False) -> None:
+        """Remove only what the sandbox created, and the directory if the sandbox made it."""
+        assert self._state is not None
+        for s in self._servers:
+            shutil.rmtree(s["datadir"], ignore_errors=True)
+            shutil.rmtree(f"{s['datadir']}.tmp", ignore_errors=True)
+        shutil.rmtree(self.dir / ".template", ignore_errors=True)
+        for leftover in (self.state_file, self.dir / "init.log"):
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
+        if self._state.get("created_dir") and not keep_dir:
+            with contextlib.suppress(OSError):
+                self.dir.rmdir()
+
+    def __repr__(self) -> str:
+        servers = self.masked_urls() if self._state else {}
+        return f"Sandbox(dir={str(self.dir)!r}, servers={servers!r})"
