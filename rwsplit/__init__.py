@@ -1,10 +1,48 @@
 """rwsplit: read/write splitting for SQLAlchemy on MySQL/MariaDB.
 
 Writes go to the primary, reads to replicas within a lag bound, and a session that wrote
-reads its own writes.
+reads its own writes::
+
+    engine = rwsplit.create_engine(primary_url, replicas=[replica_url, ...])
+    Session = rwsplit.sessionmaker(engine)
 """
 
 from ._version import __version__
-from .errors import RwsplitError, SandboxError, ServerBinariesNotFound
+from .balancer import LeastOutstanding, Random, RoundRobin, Weighted
+from .classify import Route, classify
+from .engine import RoutingConnection, RoutingEngine, ServerReport, create_engine, parse_url_list
+from .errors import (
+    NoReplicaAvailable,
+    PrimaryUnavailable,
+    RwsplitError,
+    SandboxError,
+    ServerBinariesNotFound,
+)
+from .policy import Retry, pin_primary_until, pinned_until
+from .session import RoutingSession, UsePrimary, sessionmaker
 
-__all__ = ["__version__", "RwsplitError", "SandboxError", "ServerBinariesNotFound"]
+__all__ = [
+    "__version__",
+    "classify",
+    "Route",
+    "create_engine",
+    "sessionmaker",
+    "RoutingEngine",
+    "RoutingSession",
+    "RoutingConnection",
+    "ServerReport",
+    "UsePrimary",
+    "Retry",
+    "parse_url_list",
+    "pinned_until",
+    "pin_primary_until",
+    "LeastOutstanding",
+    "RoundRobin",
+    "Random",
+    "Weighted",
+    "RwsplitError",
+    "PrimaryUnavailable",
+    "NoReplicaAvailable",
+    "SandboxError",
+    "ServerBinariesNotFound",
+]

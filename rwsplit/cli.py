@@ -39,6 +39,10 @@ def _format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
+def _short(text: str | None, width: int = 60) -> str | None:
+    return text if not text or len(text) <= width else text[: width - 3] + "..."
+
+
 def _fail(message: str, code: int = 1) -> None:
     click.echo(f"rwsplit: error: {message}", err=True)
     sys.exit(code)
@@ -125,9 +129,7 @@ def status(directory: Path, as_json: bool) -> None:
                     r.sql_running,
                     r.seconds_behind,
                     r.gtid_position,
-                    r.last_error
-                    if not r.last_error or len(r.last_error) <= 60
-                    else r.last_error[:57] + "...",
+                    _short(r.last_error),
                 ]
                 for r in rows
             ],
@@ -197,6 +199,83 @@ def start(server: str, directory: Path) -> None:
     """Start a killed server again (a replica resumes replication)."""
     _attach(directory).start(_server_key(server))
     click.echo(f"{server}: started")
+
+
+@cli.command("status")
+@click.option("--primary", "primary_url", metavar="URL", help="SQLAlchemy URL of the primary.")
+@click.option("--replica", "replica_urls", metavar="URL", multiple=True, help="A replica URL (repeat).")
+@click.option(
+    "--sandbox",
+    "sandbox_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Take the URLs from the sandbox in this directory instead.",
+)
+@click.option(
+    "--max-lag",
+    type=click.FloatRange(0, None),
+    default=1.0,
+    show_default=True,
+    help="Lag bound (seconds) for the eligible column.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def status_command(
+    primary_url: str | None,
+    replica_urls: tuple[str, ...],
+    sandbox_dir: Path | None,
+    max_lag: float,
+    as_json: bool,
+) -> None:
+    """What rwsplit's monitor sees: reachable, lag, GTID, in-flight and eligibility per server."""
+    from .engine import create_engine
+
+    if sandbox_dir is not None:
+        if primary_url or replica_urls:
+            raise click.UsageError("give either --sandbox or --primary/--replica, not both")
+        sb = _attach(sandbox_dir)
+        primary_url, replica_urls = sb.primary_url, tuple(sb.replica_urls)
+    if not primary_url:
+        raise click.UsageError("--primary URL (or --sandbox DIR) is required")
+    engine = create_engine(primary_url, replicas=list(replica_urls), max_lag=max_lag)
+    try:
+        rows = engine.status()
+    finally:
+        engine.dispose()
+    if as_json:
+        click.echo(json.dumps([dataclasses.asdict(r) for r in rows], indent=2))
+        return
+    headers = [
+        "server",
+        "role",
+        "url",
+        "reachable",
+        "lag_ms",
+        "measured",
+        "gtid",
+        "in_flight",
+        "eligible",
+        "error",
+    ]
+    now = time.time()
+    click.echo(
+        _format_table(
+            headers,
+            [
+                [
+                    r.name,
+                    r.role,
+                    r.url,
+                    "yes" if r.reachable else "no",
+                    None if r.lag is None else f"{r.lag * 1000:.0f}",
+                    None if r.measured_at is None else f"{now - r.measured_at:.1f}s ago",
+                    r.gtid,
+                    r.in_flight,
+                    "yes" if r.eligible else "no",
+                    _short(r.error),
+                ]
+                for r in rows
+            ],
+        )
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:

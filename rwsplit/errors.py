@@ -13,3 +13,11 @@ class SandboxError(RwsplitError):
 
 class ServerBinariesNotFound(SandboxError):
     """No MariaDB/MySQL server binaries on this machine."""
+
+
+class PrimaryUnavailable(RwsplitError):
+    """The primary cannot be reached after the retry policy's bounded attempts."""
+
+
+class NoReplicaAvailable(RwsplitError):
+    """No replica may serve a read and the engine was told not to fall back (``fallback="error"``)."""

@@ -335,9 +335,12 @@ class Sandbox:
         for s in self._servers:
             self._wait_accepting(s, deadline, password="")
         self._setup_primary()
-        for s in self._servers[1:]:
-            self._setup_replica(s)
-        self.wait_caught_up(timeout=max(1.0, deadline - time.monotonic()))
+        position = self.primary_gtid()
+        replicas = [self._setup_replica(s) for s in self._servers[1:]]
+        for s, conn in zip(self._servers[1:], replicas, strict=True):
+            # On the pre-password socket connection: the root password arrives by replication.
+            with conn, conn.cursor() as cur:
+                self._wait_position(cur, s, position, deadline)
         return self
 
     def _prepare_dir(self) -> None:
@@ -503,17 +506,18 @@ class Sandbox:
         assert self._state is not None
         pw = self._state["passwords"]
         mariadb = self._state["flavor"] == "mariadb"
-        monitor_grant = "REPLICA MONITOR, BINLOG MONITOR" if mariadb else "REPLICATION CLIENT"
+        monitor_grant = "REPLICA MONITOR ON *.*" if mariadb else "REPLICATION CLIENT ON *.*"
         with self._socket_conn(self._servers[0], "") as conn, conn.cursor() as cur:
             cur.execute(f"CREATE DATABASE `{self.database}`")
-            for user, grant in (
-                (_REPL_USER, "REPLICATION SLAVE ON *.*"),
-                (_APP_USER, f"ALL PRIVILEGES ON `{self.database}`.*"),
-                (_MONITOR_USER, f"{monitor_grant}, PROCESS ON *.*"),
+            for user, grants in (
+                (_REPL_USER, ["REPLICATION SLAVE ON *.*"]),
+                (_APP_USER, [f"ALL PRIVILEGES ON `{self.database}`.*", monitor_grant]),
+                (_MONITOR_USER, [monitor_grant]),
             ):
                 for host in ("127.0.0.1", "localhost"):
                     cur.execute(f"CREATE USER '{user}'@'{host}' IDENTIFIED BY %s", (pw[user],))
-                    cur.execute(f"GRANT {grant} TO '{user}'@'{host}'")
+                    for grant in grants:
+                        cur.execute(f"GRANT {grant} TO '{user}'@'{host}'")
             cur.execute(
                 "SELECT CONCAT(QUOTE(user), '@', QUOTE(host)) FROM mysql.user "
                 "WHERE user = 'root' AND host IN ('localhost', '127.0.0.1', '::1')"
@@ -521,11 +525,13 @@ class Sandbox:
             for (account,) in cur.fetchall():
                 cur.execute(f"ALTER USER {account} IDENTIFIED BY %s", (pw["root"],))
 
-    def _setup_replica(self, s: dict[str, Any]) -> None:
+    def _setup_replica(self, s: dict[str, Any]) -> pymysql.Connection:
+        """Point a replica at the primary and start it; returns the open admin connection."""
         assert self._state is not None
         pw = self._state["passwords"]
         primary_port = self._servers[0]["port"]
-        with self._socket_conn(s, "") as conn, conn.cursor() as cur:
+        conn = self._socket_conn(s, "")
+        with conn.cursor() as cur:
             if self._state["flavor"] == "mariadb":
                 cur.execute("SET GLOBAL gtid_slave_pos = ''")
                 cur.execute(
@@ -543,6 +549,7 @@ class Sandbox:
                     (primary_port, _REPL_USER, pw[_REPL_USER]),
                 )
                 cur.execute("START REPLICA")
+        return conn
 
     # -------------------------------------------------------------- replication
     def _is_mariadb(self) -> bool:
@@ -567,23 +574,37 @@ class Sandbox:
         """Block until the given (default: all) replicas applied the primary's current position."""
         position = self.primary_gtid()
         deadline = time.monotonic() + timeout
-        fn = "MASTER_GTID_WAIT" if self._is_mariadb() else "WAIT_FOR_EXECUTED_GTID_SET"
         targets = [self._server(r) for r in replicas] if replicas is not None else self._servers[1:]
         for s in targets:
-            remaining = deadline - time.monotonic()
-            result = None
-            with (
-                contextlib.suppress(pymysql.err.OperationalError),
-                self.connect(s["name"], timeout=remaining + 5) as conn,
-                conn.cursor() as cur,
-            ):
-                cur.execute(f"SELECT {fn}(%s, %s)", (position, max(0.0, remaining)))
-                result = cur.fetchone()[0]
-            if result != 0:
-                raise SandboxError(
-                    f"{s['name']} did not reach the primary's position {position or '(empty)'} "
-                    f"within {timeout:g} s"
-                )
+            try:
+                timeout_s = max(1.0, deadline - time.monotonic()) + 5
+                with self.connect(s["name"], timeout=timeout_s) as conn, conn.cursor() as cur:
+                    self._wait_position(cur, s, position, deadline)
+            except pymysql.err.OperationalError as exc:
+                raise SandboxError(f"{s['name']}: cannot wait for replication: {exc}") from exc
+
+    def _wait_position(self, cur: Any, s: dict[str, Any], position: str, deadline: float) -> None:
+        fn = "MASTER_GTID_WAIT" if self._is_mariadb() else "WAIT_FOR_EXECUTED_GTID_SET"
+        remaining = max(0.0, deadline - time.monotonic())
+        cur.execute(f"SELECT {fn}(%s, %s)", (position, remaining))
+        result = cur.fetchone()[0]
+        if result != 0:
+            raise SandboxError(
+                f"{s['name']} did not reach the primary's position {position or '(empty)'} "
+                f"in time ({self._replication_problem(s['name'])})"
+            )
+
+    def _replication_problem(self, name: str) -> str:
+        """The replica's own account of why it is behind, for error messages."""
+        try:
+            with self.connect(name, timeout=2) as conn, conn.cursor() as cur:
+                st = self._replication_status(cur) or {}
+        except pymysql.MySQLError as exc:
+            return f"cannot ask it: {exc}"
+        io = st.get("Slave_IO_Running", st.get("Replica_IO_Running"))
+        sql = st.get("Slave_SQL_Running", st.get("Replica_SQL_Running"))
+        error = st.get("Last_IO_Error") or st.get("Last_SQL_Error") or "no replication error"
+        return f"IO thread {io}, SQL thread {sql}: {error}"
 
     def _replication_status(self, cur: Any) -> dict[str, Any] | None:
         cur.execute("SHOW SLAVE STATUS" if self._is_mariadb() else "SHOW REPLICA STATUS")

@@ -1,0 +1,127 @@
+"""Routing overhead: plain SQLAlchemy Session vs rwsplit RoutingSession, same replica, same run.
+
+Each round runs 200 ORM point reads by primary key (``session.get``) in a fresh session, once
+through a plain ``sqlalchemy.orm.Session`` bound to the replica's engine and once through a
+``RoutingSession`` whose engine has that replica as its only replica; the order alternates per
+round. Prints the median time of each and the median of the per-round ratios (target ≤ 1.05),
+then the per-statement cost of the routing decision alone, without a database round trip.
+
+    python benchmarks/bench_routing.py [--rounds 21] [--reads 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+import rwsplit
+from rwsplit.sandbox import Sandbox
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Item(Base):
+    __tablename__ = "bench_items"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(40))
+    price: Mapped[int] = mapped_column()
+
+
+def _reads(session: Session, n: int) -> float:
+    started = time.perf_counter()
+    with session:
+        for pk in range(1, n + 1):
+            item = session.get(Item, pk)
+            assert item is not None and item.id == pk
+    return time.perf_counter() - started
+
+
+def _per_call_us(fn, repeat: int = 20000) -> float:
+    batches = []
+    for _ in range(7):
+        started = time.perf_counter_ns()
+        for _ in range(repeat // 7):
+            fn()
+        batches.append((time.perf_counter_ns() - started) / (repeat // 7) / 1000)
+    return statistics.median(batches)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rounds", type=int, default=21)
+    parser.add_argument("--reads", type=int, default=200)
+    args = parser.parse_args()
+    if args.rounds < 15:
+        parser.error("--rounds must be at least 15")
+    with Sandbox(replicas=1) as sb:
+        setup = sa.create_engine(sb.primary_url)
+        Base.metadata.create_all(setup)
+        with setup.begin() as conn:
+            conn.execute(
+                sa.insert(Item),
+                [{"id": i, "name": f"item {i}", "price": i * 10} for i in range(1, args.reads + 1)],
+            )
+        setup.dispose()
+        sb.wait_caught_up()
+
+        plain_engine = sa.create_engine(sb.replica_urls[0], isolation_level="AUTOCOMMIT", pool_pre_ping=True)
+        routing_engine = rwsplit.create_engine(sb.primary_url, replicas=sb.replica_urls)
+        Plain = sa.orm.sessionmaker(plain_engine)
+        Routing = rwsplit.sessionmaker(routing_engine)
+        try:
+            with Routing() as s:  # warm both pools and statement caches
+                _reads(s, args.reads)
+                assert s.last_target == "replica1", s.last_target
+            _reads(Plain(), args.reads)
+            plain_t, routing_t, ratios = [], [], []
+            for i in range(args.rounds):
+                if i % 2:
+                    r, p = _reads(Routing(), args.reads), _reads(Plain(), args.reads)
+                else:
+                    p, r = _reads(Plain(), args.reads), _reads(Routing(), args.reads)
+                plain_t.append(p)
+                routing_t.append(r)
+                ratios.append(r / p)
+            ratio = statistics.median(ratios)
+            print(f"{args.reads} ORM point reads per session, {args.rounds} interleaved rounds, one replica:")
+            print(f"  plain sqlalchemy Session : median {statistics.median(plain_t) * 1000:8.2f} ms")
+            print(f"  rwsplit RoutingSession   : median {statistics.median(routing_t) * 1000:8.2f} ms")
+            print(
+                f"  median ratio routing/plain: {ratio:.3f} (target ≤ 1.05): {'PASS' if ratio <= 1.05 else 'MISS'}"
+            )
+            print(
+                f"  per read: plain {statistics.median(plain_t) / args.reads * 1e6:.0f} µs, "
+                f"routing {statistics.median(routing_t) / args.reads * 1e6:.0f} µs"
+            )
+
+            stmt = sa.select(Item).where(Item.id == 5)
+            state = routing_engine.new_state()
+            decide = routing_engine.router.decide
+            print("routing decision alone (no database round trip), median per call:")
+            print(
+                f"  router.decide(select(Item).where(Item.id == 5)) : {_per_call_us(lambda: decide(stmt, state)):.2f} µs"
+            )
+            text = sa.text("SELECT name FROM bench_items WHERE id = :id")
+            print(
+                f"  router.decide(text(...))                         : {_per_call_us(lambda: decide(text, state)):.2f} µs"
+            )
+            with Routing() as s:
+                print(
+                    f"  RoutingSession.get_bind(clause=...)              : "
+                    f"{_per_call_us(lambda: s.get_bind(clause=stmt)):.2f} µs"
+                )
+        finally:
+            routing_engine.dispose()
+            plain_engine.dispose()
+
+
+if __name__ == "__main__":
+    main()

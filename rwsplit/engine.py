@@ -1,0 +1,522 @@
+"""``rwsplit.create_engine``: one primary Engine, replica Engines, the monitor and the router.
+
+:class:`RoutingEngine` owns the SQLAlchemy engines and the background monitor; sessions
+(:mod:`rwsplit.session`) and :class:`RoutingConnection` (Core) route every statement through
+its :class:`~rwsplit.router.Router`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import re
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pymysql
+import sqlalchemy as sa
+import tenacity
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.exc import ArgumentError, DBAPIError
+
+from .balancer import Weighted, resolve_balancer
+from .classify import PRIMARY
+from .errors import PrimaryUnavailable
+from .policy import ConsistencyState, Retry, RoutingPolicy, check_choice, check_seconds
+from .router import Decision, Router
+from .topology import LAG_SOURCES, Monitor, ServerSpec
+
+__all__ = ["create_engine", "RoutingEngine", "RoutingConnection", "ServerReport", "parse_url_list"]
+
+log = logging.getLogger("rwsplit")
+
+_MYSQL_BACKENDS = ("mysql", "mariadb")
+_CONNECTION_ERRNOS = frozenset({1053, 1927, 2003, 2006, 2013, 2055})
+_TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")
+_URL_START = re.compile(r"[\s,]+(?=[A-Za-z][A-Za-z0-9+.-]*://)")
+
+
+def parse_url_list(text: str) -> list[str]:
+    """Split a configuration string of URLs (comma and/or whitespace separated) into a list.
+
+    ``parse_url_list(os.environ["REPLICA_URLS"])``; a comma inside a password must be written
+    ``%2C``, as in any URL.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"parse_url_list takes a str, got {type(text).__name__}")
+    return [part for part in _URL_START.split(text.strip().strip(",")) if part.strip()]
+
+
+def _coerce_url(value: object, what: str) -> URL:
+    if isinstance(value, URL):
+        url = value
+    elif isinstance(value, str):
+        try:
+            url = sa.make_url(value)
+        except ArgumentError:
+            raise ValueError(
+                f"{what} is not a valid SQLAlchemy URL; expected mysql+pymysql://user:password@host:port/db"
+            ) from None
+    else:
+        raise TypeError(f"{what} must be a URL string or sqlalchemy.URL, got {type(value).__name__}")
+    if url.get_backend_name() not in _MYSQL_BACKENDS:
+        raise ValueError(
+            f"{what} uses {url.get_backend_name()!r}; rwsplit routes MySQL/MariaDB only "
+            f"(mysql+pymysql://… or mariadb+pymysql://…)"
+        )
+    if not url.host and not url.query.get("unix_socket"):
+        raise ValueError(f"{what} names no host: {_mask(url)}")
+    return url
+
+
+def _mask(url: URL) -> str:
+    return url.render_as_string(hide_password=True)
+
+
+def _server_key(url: URL) -> tuple[str, int, str]:
+    host = (url.host or "localhost").lower()
+    if host == "localhost" and url.query.get("unix_socket"):
+        return (host, 0, str(url.query["unix_socket"]))
+    return (host, int(url.port or 3306), "")
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """True for errors that say the connection failed (not the statement)."""
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        exc = exc.orig  # type: ignore[assignment]
+    if isinstance(exc, pymysql.err.InterfaceError):
+        return True
+    if isinstance(exc, pymysql.err.OperationalError) and exc.args:
+        return exc.args[0] in _CONNECTION_ERRNOS
+    return isinstance(exc, (ConnectionError, TimeoutError))
+
+
+def _checked_out(engines: Mapping[str, Engine], name: str) -> int:
+    checkedout = getattr(engines[name].pool, "checkedout", None)
+    return int(checkedout()) if checkedout is not None else 0
+
+
+@dataclass(frozen=True)
+class ServerReport:
+    """One row of :meth:`RoutingEngine.status`."""
+
+    name: str
+    role: str
+    url: str
+    reachable: bool
+    replicating: bool | None
+    lag: float | None
+    lag_source: str | None
+    measured_at: float | None
+    gtid: str | None
+    in_flight: int
+    eligible: bool
+    error: str | None
+
+
+class RoutingEngine:
+    """The primary and replica engines, their monitor and router. Make it with :func:`create_engine`."""
+
+    def __init__(
+        self,
+        primary: Engine,
+        replicas: Mapping[str, Engine],
+        monitor: Monitor,
+        router: Router,
+        urls: Mapping[str, str],
+    ) -> None:
+        self.primary = primary
+        self._replicas = dict(replicas)
+        self.replicas: tuple[Engine, ...] = tuple(self._replicas.values())
+        self.monitor = monitor
+        self.router = router
+        self.policy: RoutingPolicy = router.policy
+        self._urls = dict(urls)
+        self._engines: dict[str, Engine] = {PRIMARY: primary, **self._replicas}
+        self._disposed = False
+
+    @property
+    def replica_names(self) -> tuple[str, ...]:
+        return tuple(self._replicas)
+
+    def engine_for(self, target: str) -> Engine:
+        """The SQLAlchemy Engine of ``"primary"`` or a replica name."""
+        return self._engines[target]
+
+    def in_flight(self, name: str) -> int:
+        """Connections of that server checked out right now (statements or transactions using it)."""
+        return _checked_out(self._engines, name)
+
+    def new_state(
+        self, *, max_lag: float | None = None, read_your_writes: str | None = None
+    ) -> ConsistencyState:
+        """A fresh consistency state with this engine's defaults and optional per-session overrides."""
+        policy = self.policy
+        mode = policy.read_your_writes if read_your_writes is None else read_your_writes
+        check_choice("read_your_writes", mode, ("session", "transaction", "off"))
+        lag = policy.max_lag if max_lag is None else check_seconds("max_lag", max_lag)
+        return ConsistencyState(mode, lag, policy.pin_window)
+
+    def report_replica_failure(self, name: str, exc: BaseException) -> None:
+        self.monitor.mark_down(name, f"read failed: {type(getattr(exc, 'orig', exc)).__name__}")
+
+    def connect(
+        self, *, max_lag: float | None = None, read_your_writes: str | None = None
+    ) -> RoutingConnection:
+        """A Core connection that routes each statement (see :class:`RoutingConnection`)."""
+        return RoutingConnection(self, self.new_state(max_lag=max_lag, read_your_writes=read_your_writes))
+
+    @contextlib.contextmanager
+    def read_snapshot(self, *, max_lag: float | None = None) -> Iterator[Connection]:
+        """A consistent read-only transaction on one eligible replica (or the primary as fallback).
+
+        ``with engine.read_snapshot() as conn:`` — every statement in the block sees the same
+        snapshot (``START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY``); bind a plain
+        ``sqlalchemy.orm.Session(bind=conn)`` to it for ORM use.
+        """
+        state = self.new_state(max_lag=max_lag)
+        decision = self.router.read_target(state)
+        conn = self.engine_for(decision.target).connect()
+        try:
+            conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            conn.exec_driver_sql("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+            yield conn
+        finally:
+            with contextlib.suppress(Exception):
+                conn.rollback()
+            conn.close()
+
+    def status(self) -> list[ServerReport]:
+        """The monitor's latest view of every server, with in-flight counts and eligibility."""
+        snap = self.monitor.snapshot()
+        eligible = {r.name for r in snap.eligible(self.policy.max_lag)}
+        rows = []
+        for s in (snap.primary, *snap.replicas):
+            is_primary = s.role == "primary"
+            rows.append(
+                ServerReport(
+                    name=s.name,
+                    role=s.role,
+                    url=s.url,
+                    reachable=s.reachable,
+                    replicating=None if is_primary else s.replicating,
+                    lag=s.lag,
+                    lag_source=s.lag_source,
+                    measured_at=s.measured_at,
+                    gtid=s.gtid,
+                    in_flight=self.in_flight(s.name),
+                    eligible=s.reachable if is_primary else s.name in eligible,
+                    error=s.error,
+                )
+            )
+        return rows
+
+    def dispose(self) -> None:
+        """Stop the monitor and close every pooled connection."""
+        self.monitor.stop()
+        for engine in self._engines.values():
+            engine.dispose()
+        self._disposed = True
+
+    def __enter__(self) -> RoutingEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.dispose()
+
+    def __repr__(self) -> str:
+        replicas = ", ".join(self._urls[name] for name in self._replicas)
+        return f"RoutingEngine(primary={self._urls[PRIMARY]!r}, replicas=[{replicas}])"
+
+    __str__ = __repr__
+
+
+class RoutingConnection:
+    """A Core connection that routes each statement: reads to a replica, the rest to the primary.
+
+    Supports ``execute``, ``exec_driver_sql``, ``scalar``, ``scalars``, ``begin`` (a context
+    manager), ``commit``, ``rollback``, ``close``, ``in_transaction`` and ``with`` use. Writes
+    autobegin a transaction on the primary ("commit as you go"); once it wrote, later reads go to
+    the primary too. Replica reads run in autocommit.
+    """
+
+    def __init__(self, engine: RoutingEngine, state: ConsistencyState) -> None:
+        self.engine = engine
+        self.state = state
+        self._primary: Connection | None = None
+        self._replica: tuple[str, Connection] | None = None
+        self.closed = False
+
+    # ---------------------------------------------------------------- executing
+    def execute(self, statement: Any, parameters: Any = None, *, execution_options: Any = None) -> Any:
+        return self._route(
+            statement,
+            execution_options,
+            lambda c: c.execute(statement, parameters, execution_options=execution_options),
+        )
+
+    def exec_driver_sql(self, statement: str, parameters: Any = None, execution_options: Any = None) -> Any:
+        return self._route(
+            statement,
+            execution_options,
+            lambda c: c.exec_driver_sql(statement, parameters, execution_options),
+        )
+
+    def scalar(self, statement: Any, parameters: Any = None, *, execution_options: Any = None) -> Any:
+        return self.execute(statement, parameters, execution_options=execution_options).scalar()
+
+    def scalars(self, statement: Any, parameters: Any = None, *, execution_options: Any = None) -> Any:
+        return self.execute(statement, parameters, execution_options=execution_options).scalars()
+
+    def _options(self, statement: Any, execution_options: Any) -> Mapping[str, Any] | None:
+        own = getattr(statement, "_execution_options", None)
+        if own and execution_options:
+            return {**own, **execution_options}
+        return execution_options or own or None
+
+    def _route(self, statement: Any, execution_options: Any, run: Any) -> Any:
+        if self.closed:
+            raise sa.exc.ResourceClosedError("this RoutingConnection is closed")
+        decision = self.engine.router.decide(
+            statement, self.state, self._options(statement, execution_options)
+        )
+        return self._run(decision, statement, execution_options, run)
+
+    def _run(self, decision: Decision, statement: Any, execution_options: Any, run: Any) -> Any:
+        attempts = self.engine.policy.retry.replica_attempts
+        while True:
+            if decision.on_primary:
+                if decision.writes:
+                    self.state.wrote()
+                return run(self._primary_connection())
+            try:
+                return run(self._replica_connection(decision.target))
+            except DBAPIError as exc:
+                if not is_connection_error(exc):
+                    raise
+                self._drop_replica()
+                self.engine.report_replica_failure(decision.target, exc)
+                self.state.failed.add(decision.target)
+                if self.state.replica == decision.target:
+                    self.state.replica = None
+                if attempts <= 0:
+                    decision = Decision(PRIMARY, "replica read failed; retried on the primary")
+                else:
+                    attempts -= 1
+                    decision = self.engine.router.read_target(
+                        self.state, self._options(statement, execution_options)
+                    )
+
+    def _primary_connection(self) -> Connection:
+        if self._primary is None:
+            self._primary = self.engine.primary.connect()
+        return self._primary
+
+    def _replica_connection(self, name: str) -> Connection:
+        if self._replica is not None:
+            if self._replica[0] == name:
+                return self._replica[1]
+            self._drop_replica()
+        conn = self.engine.engine_for(name).connect()
+        self._replica = (name, conn)
+        return conn
+
+    def _drop_replica(self) -> None:
+        if self._replica is not None:
+            with contextlib.suppress(Exception):
+                self._replica[1].close()
+            self._replica = None
+
+    # ------------------------------------------------------------- transactions
+    def in_transaction(self) -> bool:
+        return self._primary is not None and self._primary.in_transaction()
+
+    @contextlib.contextmanager
+    def begin(self) -> Iterator[RoutingConnection]:
+        """A block that commits on success and rolls back on error (writes run on the primary)."""
+        try:
+            yield self
+        except BaseException:
+            self.rollback()
+            raise
+        self.commit()
+
+    def commit(self) -> None:
+        if self._primary is not None and self._primary.in_transaction():
+            self._primary.commit()
+        self.state.transaction_ended()
+
+    def rollback(self) -> None:
+        if self._primary is not None and self._primary.in_transaction():
+            self._primary.rollback()
+        self.state.transaction_ended()
+
+    def close(self) -> None:
+        """Roll back anything uncommitted (as SQLAlchemy does) and return connections to their pools."""
+        if self.closed:
+            return
+        self._drop_replica()
+        if self._primary is not None:
+            self._primary.close()
+            self._primary = None
+        self.state.reset()
+        self.closed = True
+
+    def __enter__(self) -> RoutingConnection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# -------------------------------------------------------------------- construction
+
+
+def _connect_args(engine_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    args = dict(engine_kwargs.get("connect_args") or {})
+    args.setdefault("connect_timeout", 2)
+    return args
+
+
+def _retrying_connect(engine: Engine, retry: Retry, masked: str) -> None:
+    """New primary connections retry connection errors with bounded backoff, then PrimaryUnavailable."""
+
+    @event.listens_for(engine, "do_connect")
+    def _connect(dialect: Any, conn_rec: Any, cargs: Any, cparams: Any) -> Any:
+        started = time.monotonic()
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(retry.primary_attempts)
+            | tenacity.stop_after_delay(retry.primary_timeout),
+            wait=tenacity.wait_exponential(multiplier=retry.backoff, max=retry.max_backoff),
+            retry=tenacity.retry_if_exception(is_connection_error),
+            reraise=True,
+        )
+        try:
+            return retrying(dialect.connect, *cargs, **cparams)
+        except pymysql.MySQLError as exc:
+            if not is_connection_error(exc):
+                raise
+            attempts = retrying.statistics.get("attempt_number", 1)
+            raise PrimaryUnavailable(
+                f"primary {masked} unreachable after {attempts} attempts in "
+                f"{time.monotonic() - started:.1f} s: {exc.args[-1] if exc.args else exc}"
+            ) from None
+
+
+def _spec(name: str, role: str, url: URL, user: str | None, password: str | None, ssl: Any) -> ServerSpec:
+    return ServerSpec(
+        name=name,
+        role=role,
+        url=_mask(url),
+        host=url.host or "localhost",
+        port=int(url.port or 3306),
+        user=user if user is not None else (url.username or ""),
+        password=password if password is not None else (url.password or ""),
+        unix_socket=url.query.get("unix_socket"),  # type: ignore[arg-type]
+        ssl=ssl,
+    )
+
+
+def create_engine(
+    url: str | URL,
+    *,
+    replicas: Sequence[str | URL] = (),
+    max_lag: float = 1.0,
+    read_your_writes: str = "session",
+    fallback: str = "primary",
+    pin_window: float = 0.0,
+    balancer: Any = "least_outstanding",
+    weights: Mapping[str, float] | None = None,
+    monitor_interval: float = 0.5,
+    monitor_timeout: float = 1.0,
+    lag_source: str = "auto",
+    heartbeat_table: str | None = None,
+    monitor_user: str | None = None,
+    monitor_password: str | None = None,
+    monitor_ssl: Mapping[str, Any] | None = None,
+    read_only_functions: Iterable[str] = (),
+    retry: Retry | None = None,
+    **engine_kwargs: Any,
+) -> RoutingEngine:
+    """Build a routing engine: writes to ``url`` (the primary), lag-bounded reads to ``replicas``.
+
+    ``engine_kwargs`` go to :func:`sqlalchemy.create_engine` for every server (pool sizes,
+    ``connect_args``, TLS …); replicas always run in ``AUTOCOMMIT``. See README for every option.
+    """
+    primary_url = _coerce_url(url, "the primary URL")
+    if isinstance(replicas, (str, bytes, URL)):
+        raise TypeError("replicas must be a list of URLs, not a single URL; write replicas=[url]")
+    if not isinstance(replicas, Iterable):
+        raise TypeError(f"replicas must be a list of URLs, got {type(replicas).__name__}")
+    replica_urls = [_coerce_url(r, f"replica #{i + 1}") for i, r in enumerate(replicas)]
+    seen = {_server_key(primary_url): "the primary"}
+    for i, r in enumerate(replica_urls):
+        key = _server_key(r)
+        if key in seen:
+            raise ValueError(f"replica #{i + 1} ({_mask(r)}) is the same server as {seen[key]}")
+        seen[key] = f"replica #{i + 1}"
+    if isinstance(read_only_functions, str):
+        raise TypeError("read_only_functions must be a list of function names, not a single string")
+    policy = RoutingPolicy(
+        max_lag=max_lag,
+        read_your_writes=read_your_writes,
+        fallback=fallback,
+        pin_window=pin_window,
+        read_only_functions=frozenset(str(f).lower() for f in read_only_functions),
+        retry=Retry() if retry is None else retry,
+    )
+    interval = check_seconds("monitor_interval", monitor_interval, allow_zero=False, upper=3600)
+    if interval < 0.05:
+        raise ValueError(f"monitor_interval must be ≥ 0.05 s, got {monitor_interval!r}")
+    timeout = check_seconds("monitor_timeout", monitor_timeout, allow_zero=False, upper=600)
+    check_choice("lag_source", lag_source, LAG_SOURCES)
+    if heartbeat_table is not None and not (
+        isinstance(heartbeat_table, str) and _TABLE_NAME.match(heartbeat_table)
+    ):
+        raise ValueError(f"heartbeat_table must be 'table' or 'database.table', got {heartbeat_table!r}")
+    if lag_source == "heartbeat" and heartbeat_table is None:
+        raise ValueError("lag_source='heartbeat' needs heartbeat_table='database.heartbeat'")
+    names = [f"replica{i + 1}" for i in range(len(replica_urls))]
+    if weights is not None:
+        unknown = sorted(set(weights) - set(names))
+        if unknown:
+            raise ValueError(f"weights name unknown replicas {unknown}; replicas are {names}")
+        if balancer == "least_outstanding":
+            balancer = "weighted"
+    chosen = resolve_balancer(balancer, weights)
+    if isinstance(chosen, Weighted) and weights is None:
+        raise ValueError("balancer='weighted' needs weights={'replica1': 2, …}")
+
+    connect_args = _connect_args(engine_kwargs)
+    ssl = monitor_ssl if monitor_ssl is not None else connect_args.get("ssl")
+    kwargs = {"pool_pre_ping": True, **engine_kwargs, "connect_args": connect_args}
+    primary = sa.create_engine(primary_url, **kwargs)
+    _retrying_connect(primary, policy.retry, _mask(primary_url))
+    replica_kwargs = {**kwargs, "isolation_level": "AUTOCOMMIT"}
+    replica_engines = {
+        n: sa.create_engine(u, **replica_kwargs) for n, u in zip(names, replica_urls, strict=True)
+    }
+
+    monitor = Monitor(
+        _spec(PRIMARY, "primary", primary_url, monitor_user, monitor_password, ssl),
+        [
+            _spec(n, "replica", u, monitor_user, monitor_password, ssl)
+            for n, u in zip(names, replica_urls, strict=True)
+        ],
+        interval=interval,
+        timeout=timeout,
+        lag_source=lag_source,
+        heartbeat_table=heartbeat_table,
+    )
+    urls = {PRIMARY: _mask(primary_url), **{n: _mask(u) for n, u in zip(names, replica_urls, strict=True)}}
+    router = Router(policy, monitor, chosen, functools.partial(_checked_out, replica_engines))
+    engine = RoutingEngine(primary, replica_engines, monitor, router, urls)
+    monitor.start(wait=True)
+    log.info("routing engine started: %r", engine)
+    return engine

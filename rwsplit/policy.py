@@ -1,0 +1,174 @@
+"""Consistency policy: settings, retry bounds, and the per-session state that decides primary vs replica.
+
+The flow for every statement is ``classify`` → :meth:`ConsistencyState.primary_reason` (pins,
+transactions, forced blocks) → topology (eligible replicas) → balancer. This module holds the
+middle step and the immutable settings objects; :mod:`rwsplit.router` ties the steps together.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+
+__all__ = [
+    "READ_YOUR_WRITES",
+    "FALLBACKS",
+    "Retry",
+    "RoutingPolicy",
+    "ConsistencyState",
+    "pinned_until",
+    "pin_primary_until",
+]
+
+READ_YOUR_WRITES = ("session", "transaction", "off")
+FALLBACKS = ("primary", "error")
+
+
+def check_seconds(name: str, value: object, *, allow_zero: bool = True, upper: float | None = None) -> float:
+    """``value`` as a finite, non-negative float, or a ValueError/TypeError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds, got {type(value).__name__}")
+    v = float(value)
+    if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero) or (upper is not None and v > upper):
+        bound = "> 0" if not allow_zero else "≥ 0"
+        limit = f" and ≤ {upper:g}" if upper is not None else ""
+        raise ValueError(f"{name} must be a finite number of seconds {bound}{limit}, got {value!r}")
+    return v
+
+
+def check_choice(name: str, value: object, accepted: Iterable[str]) -> str:
+    accepted = tuple(accepted)
+    if value not in accepted:
+        raise ValueError(f"unknown {name} {value!r}; accepted: {', '.join(map(repr, accepted))}")
+    return str(value)
+
+
+def _check_count(name: str, value: object, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{name} must be a whole number from {low} to {high}, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Retry:
+    """How hard to try before giving up (immutable, like urllib3's ``Retry``).
+
+    ``replica_attempts``: replicas tried for one read that fails with a connection error before it
+    goes to the primary. ``primary_attempts``/``backoff``/``max_backoff``/``primary_timeout``: new
+    connections to the primary are retried with exponential backoff until either bound is hit,
+    then :class:`~rwsplit.errors.PrimaryUnavailable` is raised. A statement that may have reached
+    the primary is never re-sent.
+    """
+
+    replica_attempts: int = 2
+    primary_attempts: int = 4
+    backoff: float = 0.1
+    max_backoff: float = 1.0
+    primary_timeout: float = 3.0
+
+    def __post_init__(self) -> None:
+        _check_count("Retry.replica_attempts", self.replica_attempts, 0, 100)
+        _check_count("Retry.primary_attempts", self.primary_attempts, 1, 100)
+        check_seconds("Retry.backoff", self.backoff)
+        check_seconds("Retry.max_backoff", self.max_backoff)
+        check_seconds("Retry.primary_timeout", self.primary_timeout, allow_zero=False)
+
+
+@dataclass(frozen=True)
+class RoutingPolicy:
+    """Engine-wide routing settings; sessions may override ``max_lag`` and ``read_your_writes``."""
+
+    max_lag: float = 1.0
+    read_your_writes: str = "session"
+    fallback: str = "primary"
+    pin_window: float = 0.0
+    read_only_functions: frozenset[str] = field(default_factory=frozenset)
+    retry: Retry = field(default_factory=Retry)
+
+    def __post_init__(self) -> None:
+        check_seconds("max_lag", self.max_lag, upper=86400 * 365)
+        check_choice("read_your_writes", self.read_your_writes, READ_YOUR_WRITES)
+        check_choice("fallback", self.fallback, FALLBACKS)
+        check_seconds("pin_window", self.pin_window, upper=86400)
+        if not isinstance(self.retry, Retry):
+            raise TypeError(f"retry must be a rwsplit.Retry, got {type(self.retry).__name__}")
+
+
+_pinned_until: ContextVar[float] = ContextVar("rwsplit_pinned_until", default=0.0)
+
+
+def pinned_until() -> float:
+    """Wall-clock time until which this thread/task reads from the primary (``pin_window``)."""
+    return _pinned_until.get()
+
+
+def pin_primary_until(until: float) -> None:
+    """Carry a pin across requests: restore a value saved from :func:`pinned_until` (e.g. a cookie)."""
+    if until > _pinned_until.get():
+        _pinned_until.set(until)
+
+
+class ConsistencyState:
+    """What one session or connection has done that constrains where its reads may go.
+
+    Not thread-safe: like a SQLAlchemy Session, one per thread or task.
+    """
+
+    __slots__ = (
+        "mode",
+        "max_lag",
+        "pin_window",
+        "session_pinned",
+        "tx_on_primary",
+        "forced",
+        "written_entities",
+        "replica",
+        "failed",
+    )
+
+    def __init__(self, mode: str, max_lag: float, pin_window: float = 0.0) -> None:
+        self.mode = mode
+        self.max_lag = max_lag
+        self.pin_window = pin_window
+        self.session_pinned = False
+        self.tx_on_primary = False
+        self.forced = 0
+        self.written_entities: set[type] = set()
+        self.replica: str | None = None
+        self.failed: set[str] = set()
+
+    def primary_reason(self) -> str | None:
+        """Why this session's next read must go to the primary, or None if a replica may serve it."""
+        if self.forced:
+            return "use_primary block"
+        if self.tx_on_primary:
+            return "transaction wrote or locked on the primary"
+        if self.session_pinned:
+            return "read-your-writes: session wrote"
+        if self.pin_window and _pinned_until.get() > time.time():
+            return "read-your-writes: pin_window after a write in this context"
+        return None
+
+    def wrote(self, entities: Iterable[type] = ()) -> None:
+        """Record a write (or a lock) on the primary: the transaction stays there; maybe the session."""
+        self.tx_on_primary = True
+        if self.mode == "session":
+            self.session_pinned = True
+        self.written_entities.update(entities)
+        if self.pin_window:
+            pin_primary_until(time.time() + self.pin_window)
+
+    def transaction_ended(self) -> None:
+        self.tx_on_primary = False
+        self.failed.clear()
+
+    def reset(self) -> None:
+        """The session closed: forget everything but its settings."""
+        self.session_pinned = False
+        self.tx_on_primary = False
+        self.written_entities.clear()
+        self.replica = None
+        self.failed.clear()

@@ -1,0 +1,117 @@
+"""The one routing path: classify → consistency policy → topology → balancer → target.
+
+Sessions, Core connections and the benchmark all call :meth:`Router.decide`; nothing else
+re-implements a piece of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .balancer import Balancer
+from .classify import PRIMARY, classify
+from .errors import NoReplicaAvailable
+from .policy import ConsistencyState, RoutingPolicy, check_seconds
+from .topology import Monitor
+
+__all__ = ["Decision", "Router", "PRIMARY"]
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Where one statement goes: ``target`` is ``"primary"`` or a replica name; ``writes`` pins."""
+
+    target: str
+    reason: str
+    writes: bool = False
+
+    @property
+    def on_primary(self) -> bool:
+        return self.target == PRIMARY
+
+
+class Router:
+    """Decides the target of each statement for one routing engine."""
+
+    def __init__(
+        self,
+        policy: RoutingPolicy,
+        monitor: Monitor,
+        balancer: Balancer,
+        in_flight: Callable[[str], int],
+    ) -> None:
+        self.policy = policy
+        self.monitor = monitor
+        self.balancer = balancer
+        self._in_flight = in_flight
+        self._decisions: dict[tuple[str, str], Decision] = {}
+
+    def decide(
+        self,
+        statement: Any,
+        state: ConsistencyState,
+        options: Mapping[str, Any] | None = None,
+        hint: str | None = None,
+    ) -> Decision:
+        """Route one statement for a session/connection in ``state``.
+
+        ``options`` are the statement's execution options (``rwsplit_route="primary"``,
+        ``rwsplit_max_lag=…``); ``hint`` is a caller-side reason to use the primary (an ORM
+        refresh of an object this session wrote, …). Neither can send a write to a replica.
+        """
+        route = classify(statement, read_only_functions=self.policy.read_only_functions)
+        if route.target == PRIMARY:
+            return Decision(PRIMARY, route.reason, writes=True)
+        return self.read_target(state, options, hint, route.reason)
+
+    def read_target(
+        self,
+        state: ConsistencyState,
+        options: Mapping[str, Any] | None = None,
+        hint: str | None = None,
+        reason: str = "read",
+    ) -> Decision:
+        """Where a statement already known to be a replica-safe read goes."""
+        max_lag = state.max_lag
+        if options:
+            if options.get("rwsplit_route") == PRIMARY:
+                return Decision(PRIMARY, "rwsplit_route='primary' option")
+            looser = options.get("rwsplit_max_lag")
+            if looser is not None:
+                max_lag = check_seconds("rwsplit_max_lag", looser)
+        if hint is not None:
+            return Decision(PRIMARY, hint)
+        pinned = state.primary_reason()
+        if pinned is not None:
+            return Decision(PRIMARY, pinned)
+        return self.pick_replica(state, max_lag, reason)
+
+    def pick_replica(self, state: ConsistencyState, max_lag: float, reason: str) -> Decision:
+        """An eligible replica (the session's own if still eligible), else the fallback."""
+        snapshot = self.monitor.snapshot()
+        own = state.replica
+        if own is not None and snapshot.is_eligible(own, max_lag):
+            return self._replica_decision(own, reason)
+        eligible = [r.name for r in snapshot.eligible(max_lag) if r.name not in state.failed]
+        if not eligible:
+            if self.policy.fallback == "error":
+                raise NoReplicaAvailable(
+                    f"no replica within max_lag={max_lag:g}s is reachable (fallback='error')"
+                )
+            return Decision(PRIMARY, f"no eligible replica within {max_lag:g}s")
+        in_flight = {name: self._in_flight(name) for name in eligible}
+        choice = self.balancer(eligible, in_flight)
+        if choice not in in_flight:
+            raise ValueError(f"balancer {self.balancer!r} returned {choice!r}, not one of {eligible}")
+        state.replica = choice
+        return self._replica_decision(choice, reason)
+
+    def _replica_decision(self, name: str, reason: str) -> Decision:
+        """Replica decisions are few and immutable: reuse them instead of allocating per statement."""
+        key = (name, reason)
+        decision = self._decisions.get(key)
+        if decision is None:
+            decision = self._decisions.setdefault(key, Decision(name, reason))
+        return decision

@@ -1,0 +1,215 @@
+"""``RoutingSession``: a small Session subclass that routes each statement through the engine's router.
+
+Modelled on SQLAlchemy's ``ext/horizontal_shard``: ``get_bind`` picks the engine from the
+statement (its options, and whether it is an ORM refresh or relationship load), while
+``execute``/``scalars``/``scalar`` pass call-level options to it and retry a read whose replica
+connection failed. No ``do_orm_execute`` hook: it would cost more than the routing itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import sqlalchemy.orm
+from sqlalchemy import event
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy.orm.interfaces import UserDefinedOption
+
+from .classify import PRIMARY
+from .engine import RoutingEngine, is_connection_error
+
+__all__ = ["RoutingSession", "sessionmaker", "UsePrimary"]
+
+
+class UsePrimary(UserDefinedOption):
+    """ORM option: read this statement, and the lazy/selectin loads it starts, from the primary.
+
+    ``session.scalars(select(User).options(rwsplit.UsePrimary()))``
+    """
+
+    propagate_to_loaders = True
+
+    def __init__(self) -> None:
+        super().__init__(payload=PRIMARY)
+
+
+class RoutingSession(Session):
+    """A Session whose reads go to replicas and whose writes go to the primary.
+
+    Extra keywords: ``routing_engine`` (required; :func:`sessionmaker` passes it), ``max_lag``
+    and ``read_your_writes`` (per-session overrides of the engine's defaults).
+    """
+
+    def __init__(
+        self,
+        bind: Any = None,
+        *,
+        routing_engine: RoutingEngine,
+        max_lag: float | None = None,
+        read_your_writes: str | None = None,
+        **kw: Any,
+    ) -> None:
+        if not isinstance(routing_engine, RoutingEngine):
+            raise TypeError(
+                f"routing_engine must be a rwsplit RoutingEngine, got {type(routing_engine).__name__}"
+            )
+        self.routing_engine = routing_engine
+        self.rwsplit_state = routing_engine.new_state(max_lag=max_lag, read_your_writes=read_your_writes)
+        self._rwsplit_target: str | None = None
+        self._rwsplit_call: tuple[Any, str | None] = (None, None)
+        super().__init__(bind=routing_engine.primary if bind is None else bind, **kw)
+
+    def get_bind(
+        self,
+        mapper: Any = None,
+        *,
+        clause: Any = None,
+        bind: Any = None,
+        _sa_skip_events: bool | None = None,
+        _sa_skip_for_implicit_returning: bool = False,
+        **kw: Any,
+    ) -> Any:
+        """Pick the engine for one statement; flushes, bulk operations and raw connections get the primary."""
+        if bind is not None:
+            return bind
+        engine = self.routing_engine
+        state = self.rwsplit_state
+        if clause is None or self._flushing:
+            state.wrote(_entities(mapper))
+            self._rwsplit_target = PRIMARY
+            return engine.primary
+        options, hint = self._rwsplit_call
+        if options is None:
+            options = getattr(clause, "_execution_options", None)
+        decision = engine.router.decide(clause, state, options, hint or self._load_hint(clause))
+        if decision.writes:
+            state.wrote(_entities(mapper))
+        self._rwsplit_target = decision.target
+        return engine.engine_for(decision.target)
+
+    def _load_hint(self, clause: Any) -> str | None:
+        """A reason to read from the primary that the statement itself carries, else None."""
+        for option in getattr(clause, "_with_options", ()):
+            if isinstance(option, UsePrimary):
+                return "UsePrimary option"
+        if self.rwsplit_state.written_entities:
+            # ORMExecuteState.is_column_load / is_relationship_load read these same attributes.
+            opts = getattr(clause, "_compile_options", None)
+            if getattr(opts, "_for_refresh_state", False):
+                return "refresh after this session wrote"
+            path = getattr(opts, "_current_path", None)
+            if path is not None and not path.is_root:
+                return "relationship load after this session wrote"
+        return None
+
+    def execute(self, statement: Any, params: Any = None, **kw: Any) -> Any:
+        return self._routed(super().execute, statement, params, kw)
+
+    def scalars(self, statement: Any, params: Any = None, **kw: Any) -> Any:
+        return self._routed(super().scalars, statement, params, kw)
+
+    def scalar(self, statement: Any, params: Any = None, **kw: Any) -> Any:
+        return self._routed(super().scalar, statement, params, kw)
+
+    def _routed(self, run: Any, statement: Any, params: Any, kw: dict[str, Any]) -> Any:
+        """Run one statement with call-level options visible to get_bind, retrying failed replica reads."""
+        state = self.rwsplit_state
+        if getattr(statement, "is_dml", False):
+            # Before the ORM's own pre-fetch SELECT (synchronize_session="fetch") is routed.
+            state.wrote(_statement_entities(statement))
+        saved = self._rwsplit_call
+        call_options = kw.get("execution_options") or None
+        if call_options is not None:
+            own = getattr(statement, "_execution_options", None)
+            call_options = {**own, **call_options} if own else call_options
+        self._rwsplit_call = (call_options, None)
+        engine = self.routing_engine
+        attempts = engine.policy.retry.replica_attempts
+        try:
+            while True:
+                self._rwsplit_target = None
+                try:
+                    return run(statement, params, **kw)
+                except DBAPIError as exc:
+                    target = self._rwsplit_target
+                    if target in (None, PRIMARY) or not is_connection_error(exc):
+                        raise
+                    engine.report_replica_failure(target, exc)
+                    state.failed.add(target)
+                    if state.replica == target:
+                        state.replica = None
+                    _forget_connection(self, engine.engine_for(target))
+                    if attempts <= 0:
+                        self._rwsplit_call = (call_options, "replica read failed; retried on the primary")
+                    attempts -= 1
+        finally:
+            self._rwsplit_call = saved
+
+    @contextlib.contextmanager
+    def use_primary(self) -> Iterator[RoutingSession]:
+        """Within the block every statement of this session goes to the primary."""
+        self.rwsplit_state.forced += 1
+        try:
+            yield self
+        finally:
+            self.rwsplit_state.forced -= 1
+
+    @property
+    def last_target(self) -> str | None:
+        """Where this session's last statement went (``"primary"`` or a replica name)."""
+        return self._rwsplit_target
+
+    def close(self) -> None:
+        super().close()
+        self.rwsplit_state.reset()
+
+    def reset(self) -> None:
+        super().reset()
+        self.rwsplit_state.reset()
+
+
+def _entities(mapper: Any) -> tuple[type, ...]:
+    if mapper is None:
+        return ()
+    base = getattr(mapper, "base_mapper", None)
+    return (base.class_,) if base is not None else ()
+
+
+def _statement_entities(statement: Any) -> tuple[type, ...]:
+    mapper = getattr(statement, "_propagate_attrs", {}).get("plugin_subject")
+    return _entities(mapper)
+
+
+def _forget_connection(session: Session, engine: Any) -> None:
+    """Drop a dead replica connection from the session's transaction so commit does not touch it."""
+    trans: SessionTransaction | None = session.get_transaction()
+    while trans is not None:
+        entry = trans._connections.pop(engine, None)
+        if entry is not None:
+            with contextlib.suppress(Exception):
+                entry[0].invalidate()
+                entry[0].close()
+        trans = trans._parent
+
+
+@event.listens_for(RoutingSession, "after_transaction_end")
+def _transaction_ended(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None and isinstance(session, RoutingSession):
+        session.rwsplit_state.transaction_ended()
+
+
+def sessionmaker(engine: RoutingEngine, **kw: Any) -> sqlalchemy.orm.sessionmaker[RoutingSession]:
+    """A ``sqlalchemy.orm.sessionmaker`` of :class:`RoutingSession` bound to a routing engine.
+
+    Keywords are sessionmaker's (``expire_on_commit``, ``autoflush``, ``class_`` of a
+    RoutingSession subclass, …) plus ``max_lag`` and ``read_your_writes`` defaults.
+    """
+    if not isinstance(engine, RoutingEngine):
+        raise TypeError(f"rwsplit.sessionmaker needs a RoutingEngine, got {type(engine).__name__}")
+    class_ = kw.pop("class_", RoutingSession)
+    if not (isinstance(class_, type) and issubclass(class_, RoutingSession)):
+        raise TypeError("class_ must be RoutingSession or a subclass of it")
+    return sqlalchemy.orm.sessionmaker(class_=class_, routing_engine=engine, **kw)
