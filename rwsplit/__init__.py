@@ -9,6 +9,7 @@ reads its own writes::
 
 from ._version import __version__
 from .balancer import LeastOutstanding, Random, RoundRobin, Weighted
+from .causal import consistency, merge_tokens
 from .classify import Route, classify
 from .engine import RoutingConnection, RoutingEngine, ServerReport, create_engine, parse_url_list
 from .errors import (
@@ -33,6 +34,8 @@ __all__ = [
     "ServerReport",
     "UsePrimary",
     "Retry",
+    "consistency",
+    "merge_tokens",
     "parse_url_list",
     "pinned_until",
     "pin_primary_until",

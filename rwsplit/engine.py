@@ -24,9 +24,18 @@ from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from .balancer import Weighted, resolve_balancer
+from .causal import (
+    cluster_id,
+    decode_token,
+    encode_token,
+    install_commit_capture,
+    request_capture,
+    take_captured,
+)
 from .classify import PRIMARY
 from .errors import PrimaryUnavailable
-from .policy import ConsistencyState, Retry, RoutingPolicy, check_choice, check_seconds
+from .gtid import Position, parse_mariadb, parse_mysql
+from .policy import READ_YOUR_WRITES, ConsistencyState, Retry, RoutingPolicy, check_choice, check_seconds
 from .router import Decision, Router
 from .topology import LAG_SOURCES, Monitor, ServerSpec
 
@@ -130,7 +139,9 @@ class RoutingEngine:
         monitor: Monitor,
         router: Router,
         urls: Mapping[str, str],
+        cluster: str,
     ) -> None:
+        self.cluster_id = cluster
         self.primary = primary
         self._replicas = dict(replicas)
         self.replicas: tuple[Engine, ...] = tuple(self._replicas.values())
@@ -154,23 +165,56 @@ class RoutingEngine:
         return _checked_out(self._engines, name)
 
     def new_state(
-        self, *, max_lag: float | None = None, read_your_writes: str | None = None
+        self,
+        *,
+        max_lag: float | None = None,
+        read_your_writes: str | None = None,
+        after: str | None = None,
     ) -> ConsistencyState:
         """A fresh consistency state with this engine's defaults and optional per-session overrides."""
         policy = self.policy
         mode = policy.read_your_writes if read_your_writes is None else read_your_writes
-        check_choice("read_your_writes", mode, ("session", "transaction", "off"))
+        check_choice("read_your_writes", mode, READ_YOUR_WRITES)
         lag = policy.max_lag if max_lag is None else check_seconds("max_lag", max_lag)
-        return ConsistencyState(mode, lag, policy.pin_window)
+        state = ConsistencyState(mode, lag, policy.pin_window)
+        if after is not None:
+            state.advance(self.decode_token(after))
+        return state
+
+    # ------------------------------------------------------------------ causal reads
+    @property
+    def flavor(self) -> str:
+        """``"mariadb"`` or ``"mysql"``, as the monitor found the primary (MariaDB until it knows)."""
+        return self.monitor.flavor(PRIMARY) or "mariadb"
+
+    def parse_position(self, text: str | None) -> Position:
+        return parse_mysql(text) if self.flavor == "mysql" else parse_mariadb(text)
+
+    def decode_token(self, token: str) -> Position:
+        """The position in a consistency token of this cluster; ``ValueError`` for a bad one."""
+        return decode_token(token, self.cluster_id, flavor=self.flavor)
+
+    def encode_token(self, position: Position) -> str:
+        return encode_token(position, self.cluster_id)
+
+    def causal_wait(self, connection: Connection, position: Position) -> bool:
+        """Wait (at most ``causal_timeout``) on a replica connection until it applied ``position``."""
+        fn = "WAIT_FOR_EXECUTED_GTID_SET" if self.flavor == "mysql" else "MASTER_GTID_WAIT"
+        result = connection.exec_driver_sql(
+            f"SELECT {fn}(%s, %s)", (str(position), self.policy.causal_timeout)
+        ).scalar()
+        return result == 0
 
     def report_replica_failure(self, name: str, exc: BaseException) -> None:
         self.monitor.mark_down(name, f"read failed: {type(getattr(exc, 'orig', exc)).__name__}")
 
     def connect(
-        self, *, max_lag: float | None = None, read_your_writes: str | None = None
+        self, *, max_lag: float | None = None, read_your_writes: str | None = None, after: str | None = None
     ) -> RoutingConnection:
         """A Core connection that routes each statement (see :class:`RoutingConnection`)."""
-        return RoutingConnection(self, self.new_state(max_lag=max_lag, read_your_writes=read_your_writes))
+        return RoutingConnection(
+            self, self.new_state(max_lag=max_lag, read_your_writes=read_your_writes, after=after)
+        )
 
     @contextlib.contextmanager
     def read_snapshot(self, *, max_lag: float | None = None) -> Iterator[Connection]:
@@ -296,7 +340,16 @@ class RoutingConnection:
                     self.state.wrote()
                 return run(self._primary_connection())
             try:
-                return run(self._replica_connection(decision.target))
+                conn = self._replica_connection(decision.target)
+                if decision.wait_for is not None:
+                    if not self.engine.causal_wait(conn, decision.wait_for):
+                        self.state.replica = None
+                        decision = Decision(PRIMARY, "causal: replica did not reach the position in time")
+                        continue
+                    self.state.confirm(decision.target, decision.wait_for)
+                    self.state.advance(decision.wait_for)
+                    self.state.replica = decision.target
+                return run(conn)
             except DBAPIError as exc:
                 if not is_connection_error(exc):
                     raise
@@ -349,8 +402,22 @@ class RoutingConnection:
 
     def commit(self) -> None:
         if self._primary is not None and self._primary.in_transaction():
+            causal = self.state.mode == "causal" and self.state.tx_on_primary
+            if causal:
+                request_capture()
             self._primary.commit()
+            if causal:
+                captured = take_captured()
+                self.state.committed(self.engine.parse_position(captured) if captured else None)
         self.state.transaction_ended()
+
+    def consistency_token(self) -> str:
+        """A token of everything this connection wrote or read (``read_your_writes="causal"``)."""
+        return self.engine.encode_token(self.state.position)
+
+    def advance(self, token: str) -> None:
+        """Make later reads see at least the position in ``token``."""
+        self.state.advance(self.engine.decode_token(token))
 
     def rollback(self) -> None:
         if self._primary is not None and self._primary.in_transaction():
@@ -409,6 +476,10 @@ def _retrying_connect(engine: Engine, retry: Retry, masked: str) -> None:
             ) from None
 
 
+def _flavor_of(dbapi_connection: Any) -> str:
+    return "mariadb" if "mariadb" in dbapi_connection.get_server_info().lower() else "mysql"
+
+
 def _spec(name: str, role: str, url: URL, user: str | None, password: str | None, ssl: Any) -> ServerSpec:
     return ServerSpec(
         name=name,
@@ -431,6 +502,7 @@ def create_engine(
     read_your_writes: str = "session",
     fallback: str = "primary",
     pin_window: float = 0.0,
+    causal_timeout: float = 0.05,
     balancer: Any = "least_outstanding",
     weights: Mapping[str, float] | None = None,
     monitor_interval: float = 0.5,
@@ -468,6 +540,7 @@ def create_engine(
         read_your_writes=read_your_writes,
         fallback=fallback,
         pin_window=pin_window,
+        causal_timeout=causal_timeout,
         read_only_functions=frozenset(str(f).lower() for f in read_only_functions),
         retry=Retry() if retry is None else retry,
     )
@@ -498,6 +571,7 @@ def create_engine(
     kwargs = {"pool_pre_ping": True, **engine_kwargs, "connect_args": connect_args}
     primary = sa.create_engine(primary_url, **kwargs)
     _retrying_connect(primary, policy.retry, _mask(primary_url))
+    install_commit_capture(primary, _flavor_of)
     replica_kwargs = {**kwargs, "isolation_level": "AUTOCOMMIT"}
     replica_engines = {
         n: sa.create_engine(u, **replica_kwargs) for n, u in zip(names, replica_urls, strict=True)
@@ -516,7 +590,8 @@ def create_engine(
     )
     urls = {PRIMARY: _mask(primary_url), **{n: _mask(u) for n, u in zip(names, replica_urls, strict=True)}}
     router = Router(policy, monitor, chosen, functools.partial(_checked_out, replica_engines))
-    engine = RoutingEngine(primary, replica_engines, monitor, router, urls)
+    cluster = cluster_id(primary_url.host or "localhost", int(primary_url.port or 3306))
+    engine = RoutingEngine(primary, replica_engines, monitor, router, urls, cluster)
     monitor.start(wait=True)
     log.info("routing engine started: %r", engine)
     return engine

@@ -13,6 +13,9 @@ from collections.abc import Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
+from .causal import current_scope
+from .gtid import Position
+
 __all__ = [
     "READ_YOUR_WRITES",
     "FALLBACKS",
@@ -23,7 +26,7 @@ __all__ = [
     "pin_primary_until",
 ]
 
-READ_YOUR_WRITES = ("session", "transaction", "off")
+READ_YOUR_WRITES = ("session", "transaction", "off", "causal")
 FALLBACKS = ("primary", "error")
 
 
@@ -85,11 +88,13 @@ class RoutingPolicy:
     read_your_writes: str = "session"
     fallback: str = "primary"
     pin_window: float = 0.0
+    causal_timeout: float = 0.05
     read_only_functions: frozenset[str] = field(default_factory=frozenset)
     retry: Retry = field(default_factory=Retry)
 
     def __post_init__(self) -> None:
         check_seconds("max_lag", self.max_lag, upper=86400 * 365)
+        check_seconds("causal_timeout", self.causal_timeout, upper=60)
         check_choice("read_your_writes", self.read_your_writes, READ_YOUR_WRITES)
         check_choice("fallback", self.fallback, FALLBACKS)
         check_seconds("pin_window", self.pin_window, upper=86400)
@@ -127,6 +132,8 @@ class ConsistencyState:
         "written_entities",
         "replica",
         "failed",
+        "position",
+        "confirmed",
     )
 
     def __init__(self, mode: str, max_lag: float, pin_window: float = 0.0) -> None:
@@ -139,6 +146,8 @@ class ConsistencyState:
         self.written_entities: set[type] = set()
         self.replica: str | None = None
         self.failed: set[str] = set()
+        self.position = Position()
+        self.confirmed: dict[str, Position] = {}
 
     def primary_reason(self) -> str | None:
         """Why this session's next read must go to the primary, or None if a replica may serve it."""
@@ -165,6 +174,37 @@ class ConsistencyState:
         self.tx_on_primary = False
         self.failed.clear()
 
+    # ---------------------------------------------------------------- causal mode
+    def required(self) -> Position:
+        """The position a causal read must see: this session's, and its request scope's."""
+        scope = current_scope()
+        if scope is None or not scope.position:
+            return self.position
+        return self.position.merge(scope.position)
+
+    def advance(self, position: Position) -> None:
+        """Raise the position this session has written or observed (never lowers it)."""
+        if position and not self.position.covers(position):
+            self.position = self.position.merge(position)
+        scope = current_scope()
+        if scope is not None and position and not scope.position.covers(position):
+            scope.advance(position)
+
+    def committed(self, position: Position | None) -> None:
+        """A causal write committed at ``position``; None (not captured) pins the session instead."""
+        if position is None:
+            self.session_pinned = True
+            return
+        self.advance(position)
+
+    def confirm(self, replica: str, position: Position) -> None:
+        """``replica`` has applied ``position`` (a wait for it succeeded)."""
+        self.confirmed[replica] = self.confirmed.get(replica, Position()).merge(position)
+
+    def confirmed_covers(self, replica: str, position: Position) -> bool:
+        have = self.confirmed.get(replica)
+        return have is not None and have.covers(position)
+
     def reset(self) -> None:
         """The session closed: forget everything but its settings."""
         self.session_pinned = False
@@ -172,3 +212,5 @@ class ConsistencyState:
         self.written_entities.clear()
         self.replica = None
         self.failed.clear()
+        self.position = Position()
+        self.confirmed.clear()

@@ -13,6 +13,7 @@ from typing import Any
 from .balancer import Balancer
 from .classify import PRIMARY, classify
 from .errors import NoReplicaAvailable
+from .gtid import Position
 from .policy import ConsistencyState, RoutingPolicy, check_seconds
 from .topology import Monitor
 
@@ -26,6 +27,7 @@ class Decision:
     target: str
     reason: str
     writes: bool = False
+    wait_for: Position | None = None
 
     @property
     def on_primary(self) -> bool:
@@ -86,7 +88,38 @@ class Router:
         pinned = state.primary_reason()
         if pinned is not None:
             return Decision(PRIMARY, pinned)
+        if state.mode == "causal":
+            return self.causal_replica(state, max_lag, state.required(), reason)
         return self.pick_replica(state, max_lag, reason)
+
+    def causal_replica(
+        self, state: ConsistencyState, max_lag: float, required: Position, reason: str
+    ) -> Decision:
+        """A replica known to have ``required``; else the most advanced one, after a bounded wait.
+
+        The caller runs the wait (``Decision.wait_for``) on that replica's connection just before
+        the read and goes to the primary if it times out.
+        """
+        snapshot = self.monitor.snapshot()
+        candidates = [r for r in snapshot.eligible(max_lag) if r.name not in state.failed]
+        if not candidates:
+            return self._fallback(max_lag)
+        covered = [
+            r.name
+            for r in candidates
+            if r.position.covers(required) or state.confirmed_covers(r.name, required)
+        ]
+        own = state.replica
+        if covered:
+            choice = own if own in covered else self._balance(covered)
+            state.replica = choice
+            # Whatever this read sees is at least what the monitor last saw there: monotonic reads.
+            state.advance(snapshot.by_name[choice].position)  # type: ignore[index]
+            return self._replica_decision(choice, reason)  # type: ignore[arg-type]
+        # Lag right after a write says little (a delayed replica is "caught up" until the next write);
+        # the recent average tells which replica usually applies fastest.
+        best = min(candidates, key=lambda r: (r.lag_average or 0.0, r.lag or 0.0)).name
+        return Decision(best, "causal: wait for the session's position", wait_for=required)
 
     def pick_replica(self, state: ConsistencyState, max_lag: float, reason: str) -> Decision:
         """An eligible replica (the session's own if still eligible), else the fallback."""
@@ -96,17 +129,24 @@ class Router:
             return self._replica_decision(own, reason)
         eligible = [r.name for r in snapshot.eligible(max_lag) if r.name not in state.failed]
         if not eligible:
-            if self.policy.fallback == "error":
-                raise NoReplicaAvailable(
-                    f"no replica within max_lag={max_lag:g}s is reachable (fallback='error')"
-                )
-            return Decision(PRIMARY, f"no eligible replica within {max_lag:g}s")
-        in_flight = {name: self._in_flight(name) for name in eligible}
-        choice = self.balancer(eligible, in_flight)
-        if choice not in in_flight:
-            raise ValueError(f"balancer {self.balancer!r} returned {choice!r}, not one of {eligible}")
+            return self._fallback(max_lag)
+        choice = self._balance(eligible)
         state.replica = choice
         return self._replica_decision(choice, reason)
+
+    def _fallback(self, max_lag: float) -> Decision:
+        if self.policy.fallback == "error":
+            raise NoReplicaAvailable(
+                f"no replica within max_lag={max_lag:g}s is reachable (fallback='error')"
+            )
+        return Decision(PRIMARY, f"no eligible replica within {max_lag:g}s")
+
+    def _balance(self, names: list[str]) -> str:
+        in_flight = {name: self._in_flight(name) for name in names}
+        choice = self.balancer(names, in_flight)
+        if choice not in in_flight:
+            raise ValueError(f"balancer {self.balancer!r} returned {choice!r}, not one of {names}")
+        return choice
 
     def _replica_decision(self, name: str, reason: str) -> Decision:
         """Replica decisions are few and immutable: reuse them instead of allocating per statement."""

@@ -18,8 +18,10 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, SessionTransaction
 from sqlalchemy.orm.interfaces import UserDefinedOption
 
+from .causal import request_capture, take_captured
 from .classify import PRIMARY
 from .engine import RoutingEngine, is_connection_error
+from .router import Decision
 
 __all__ = ["RoutingSession", "sessionmaker", "UsePrimary"]
 
@@ -50,6 +52,7 @@ class RoutingSession(Session):
         routing_engine: RoutingEngine,
         max_lag: float | None = None,
         read_your_writes: str | None = None,
+        after: str | None = None,
         **kw: Any,
     ) -> None:
         if not isinstance(routing_engine, RoutingEngine):
@@ -57,7 +60,9 @@ class RoutingSession(Session):
                 f"routing_engine must be a rwsplit RoutingEngine, got {type(routing_engine).__name__}"
             )
         self.routing_engine = routing_engine
-        self.rwsplit_state = routing_engine.new_state(max_lag=max_lag, read_your_writes=read_your_writes)
+        self.rwsplit_state = routing_engine.new_state(
+            max_lag=max_lag, read_your_writes=read_your_writes, after=after
+        )
         self._rwsplit_target: str | None = None
         self._rwsplit_call: tuple[Any, str | None] = (None, None)
         super().__init__(bind=routing_engine.primary if bind is None else bind, **kw)
@@ -87,15 +92,53 @@ class RoutingSession(Session):
         decision = engine.router.decide(clause, state, options, hint or self._load_hint(clause))
         if decision.writes:
             state.wrote(_entities(mapper))
+        elif decision.wait_for is not None:
+            decision = self._causal_wait(decision)
         self._rwsplit_target = decision.target
         return engine.engine_for(decision.target)
+
+    def _causal_wait(self, decision: Decision) -> Decision:
+        """Wait on the chosen replica's connection for the session's position; primary if it times out."""
+        engine = self.routing_engine
+        state = self.rwsplit_state
+        target, position = decision.target, decision.wait_for
+        assert position is not None
+        replica = engine.engine_for(target)
+        try:
+            reached = engine.causal_wait(self.connection(bind_arguments={"bind": replica}), position)
+        except DBAPIError as exc:
+            if not is_connection_error(exc):
+                raise
+            engine.report_replica_failure(target, exc)
+            state.failed.add(target)
+            _forget_connection(self, replica)
+            reached = False
+        if not reached:
+            state.replica = None
+            return Decision(PRIMARY, "causal: replica did not reach the position in time")
+        state.confirm(target, position)
+        state.advance(position)
+        state.replica = target
+        return decision
+
+    def consistency_token(self) -> str:
+        """An opaque token of the latest position this session wrote or observed (causal mode).
+
+        Send it with the next request and pass it to ``Session(after=token)``,
+        :meth:`advance` or :func:`rwsplit.consistency`.
+        """
+        return self.routing_engine.encode_token(self.rwsplit_state.position)
+
+    def advance(self, token: str) -> None:
+        """Make this session's later reads see at least the position in ``token``."""
+        self.rwsplit_state.advance(self.routing_engine.decode_token(token))
 
     def _load_hint(self, clause: Any) -> str | None:
         """A reason to read from the primary that the statement itself carries, else None."""
         for option in getattr(clause, "_with_options", ()):
             if isinstance(option, UsePrimary):
                 return "UsePrimary option"
-        if self.rwsplit_state.written_entities:
+        if self.rwsplit_state.written_entities and self.rwsplit_state.mode != "causal":
             # ORMExecuteState.is_column_load / is_relationship_load read these same attributes.
             opts = getattr(clause, "_compile_options", None)
             if getattr(opts, "_for_refresh_state", False):
@@ -193,6 +236,21 @@ def _forget_connection(session: Session, engine: Any) -> None:
                 entry[0].invalidate()
                 entry[0].close()
         trans = trans._parent
+
+
+@event.listens_for(RoutingSession, "before_commit")
+def _before_commit(session: Session) -> None:
+    if isinstance(session, RoutingSession) and session.rwsplit_state.mode == "causal":
+        request_capture()  # the flush inside commit may be this transaction's first write
+
+
+@event.listens_for(RoutingSession, "after_commit")
+def _after_commit(session: Session) -> None:
+    if isinstance(session, RoutingSession) and session.rwsplit_state.mode == "causal":
+        captured = take_captured()
+        state = session.rwsplit_state
+        if state.tx_on_primary:
+            state.committed(session.routing_engine.parse_position(captured) if captured else None)
 
 
 @event.listens_for(RoutingSession, "after_transaction_end")

@@ -41,6 +41,7 @@ log = logging.getLogger("rwsplit.monitor")
 
 LAG_SOURCES = ("auto", "gtid", "heartbeat", "seconds_behind")
 _TIMELINE_SECONDS = 300.0
+_EWMA = 0.3
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ class ServerState:
     sql_running: bool | None = None
     lag: float | None = None
     raw_lag: float | None = None
+    lag_average: float | None = None
     lag_source: str | None = None
     measured_at: float | None = None
     gtid: str | None = None
@@ -229,6 +231,11 @@ class Monitor:
         """The latest view of every server (lock-free: one attribute read)."""
         return self._snapshot
 
+    def flavor(self, name: str) -> str | None:
+        """``"mariadb"``/``"mysql"`` once a probe has connected to that server, else None."""
+        mariadb = self._mariadb.get(name)
+        return None if mariadb is None else ("mariadb" if mariadb else "mysql")
+
     def mark_down(self, name: str, error: str) -> None:
         """Take a replica out at once after a failed read; probes must pass again to readmit it."""
         with self._publish_lock:
@@ -361,6 +368,9 @@ class Monitor:
         effective = lag
         if lag is not None and lag > 0 and prev.raw_lag is not None and prev.reachable:
             effective = max(lag, prev.raw_lag)  # hysteresis: readmit after two good probes, or at lag 0
+        average = prev.lag_average
+        if lag is not None:
+            average = lag if average is None else _EWMA * lag + (1 - _EWMA) * average
         return replace(
             prev,
             reachable=True,
@@ -369,6 +379,7 @@ class Monitor:
             sql_running=sql,
             lag=effective,
             raw_lag=lag,
+            lag_average=average,
             lag_source=source,
             gtid=raw,
             position=position,

@@ -1,0 +1,195 @@
+"""Causal reads: the GTID of each write commit, consistency tokens, and request scopes.
+
+A *position* (:class:`~rwsplit.gtid.Position`) says "everything up to these transactions".
+Sessions in ``read_your_writes="causal"`` mode record the GTID of every transaction they commit
+(MariaDB ``@@last_gtid`` read on the same connection right after ``COMMIT``: PyMySQL does not
+parse the session-state tracking of OK packets) and later read only where that position has been
+applied. A token carries a position between sessions, processes and requests.
+
+Token format (URL-safe, opaque to apps): ``rw1.<cluster>.<positions>.<check>`` where
+``cluster`` is 8 hex digits naming the primary, ``positions`` is the base64url of the GTID list
+and ``check`` a CRC-32 of the rest, so truncation and corruption are caught before any use.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import hashlib
+import re
+import zlib
+from collections.abc import Iterator
+from contextvars import ContextVar
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from .gtid import Position, parse_mariadb, parse_mysql
+
+__all__ = [
+    "TOKEN_VERSION",
+    "cluster_id",
+    "encode_token",
+    "decode_token",
+    "merge_tokens",
+    "consistency",
+    "ConsistencyScope",
+]
+
+TOKEN_VERSION = 1
+_MAX_TOKEN = 4096
+_TOKEN = re.compile(r"^rw(\d{1,4})\.([0-9a-f]{8})\.([A-Za-z0-9_-]{0,3000})\.([0-9a-f]{8})$")
+_VERSION_ONLY = re.compile(r"^rw(\d{1,4})\.")
+
+_capture_requested: ContextVar[bool] = ContextVar("rwsplit_capture_gtid", default=False)
+_captured: ContextVar[str | None] = ContextVar("rwsplit_captured_gtid", default=None)
+_scope: ContextVar[ConsistencyScope | None] = ContextVar("rwsplit_consistency_scope", default=None)
+
+
+def cluster_id(host: str, port: int) -> str:
+    """A short stable name of a cluster, from its primary's address."""
+    return hashlib.sha256(f"{host.lower()}:{port}".encode()).hexdigest()[:8]
+
+
+def encode_token(position: Position, cluster: str) -> str:
+    """The token for ``position`` in ``cluster``."""
+    payload = base64.urlsafe_b64encode(str(position).encode()).decode().rstrip("=")
+    body = f"rw{TOKEN_VERSION}.{cluster}.{payload}"
+    return f"{body}.{zlib.crc32(body.encode()):08x}"
+
+
+def decode_token(token: object, cluster: str | None = None, *, flavor: str = "mariadb") -> Position:
+    """The position a token names; ``ValueError`` saying what is wrong with a bad one."""
+    if not isinstance(token, str):
+        raise TypeError(f"a consistency token is a str, got {type(token).__name__}")
+    if len(token) > _MAX_TOKEN:
+        raise ValueError(f"consistency token too long ({len(token)} characters, at most {_MAX_TOKEN})")
+    m = _TOKEN.match(token)
+    if m is None:
+        v = _VERSION_ONLY.match(token)
+        if v is not None and int(v.group(1)) > TOKEN_VERSION:
+            raise ValueError(
+                f"consistency token of version {v.group(1)} is from a newer rwsplit "
+                f"(this one reads version {TOKEN_VERSION})"
+            )
+        raise ValueError("malformed consistency token (expected rw1.<cluster>.<positions>.<check>)")
+    version, token_cluster, payload, check = m.groups()
+    if int(version) != TOKEN_VERSION:
+        raise ValueError(
+            f"consistency token of version {version} is from a "
+            f"{'newer' if int(version) > TOKEN_VERSION else 'older'} rwsplit "
+            f"(this one reads version {TOKEN_VERSION})"
+        )
+    body = token[: token.rindex(".")]
+    if f"{zlib.crc32(body.encode()):08x}" != check:
+        raise ValueError("consistency token is corrupted or truncated (checksum mismatch)")
+    if cluster is not None and token_cluster != cluster:
+        raise ValueError(
+            f"consistency token is from another cluster ({token_cluster}; this engine's is {cluster})"
+        )
+    try:
+        text = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).decode("ascii")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise ValueError("consistency token payload is not valid base64url") from None
+    try:
+        return parse_mysql(text) if flavor == "mysql" else parse_mariadb(text)
+    except ValueError as exc:
+        raise ValueError(f"consistency token names an invalid position: {exc}") from None
+
+
+def merge_tokens(*tokens: str) -> str:
+    """One token at least as late as each given one (per domain, the later wins); all one cluster."""
+    if not tokens:
+        raise ValueError("merge_tokens needs at least one token")
+    clusters = set()
+    merged = Position()
+    for t in tokens:
+        m = _TOKEN.match(t) if isinstance(t, str) else None
+        cluster = m.group(2) if m else None
+        merged = merged.merge(decode_token(t, cluster))
+        clusters.add(cluster)
+    if len(clusters) > 1:
+        raise ValueError("cannot merge consistency tokens of different clusters")
+    return encode_token(merged, clusters.pop())  # type: ignore[arg-type]
+
+
+class ConsistencyScope:
+    """A request scope: reads wait for ``position``; commits inside it advance it."""
+
+    def __init__(self, position: Position, cluster: str | None) -> None:
+        self.position = position
+        self.cluster = cluster
+
+    def advance(self, position: Position) -> None:
+        self.position = self.position.merge(position)
+
+    def token(self) -> str:
+        """The scope's position as a token, e.g. for a response header or cookie."""
+        if self.cluster is None:
+            raise ValueError("this scope has no cluster yet: nothing was read or written through an engine")
+        return encode_token(self.position, self.cluster)
+
+
+@contextlib.contextmanager
+def consistency(token: str | None = None) -> Iterator[ConsistencyScope]:
+    """Make causal sessions in this block read at least ``token``'s position (None: nothing yet).
+
+    ``with rwsplit.consistency(request.headers.get("X-Consistency")) as scope: …`` then send
+    ``scope.token()`` back. A bad token raises ``ValueError`` before the block runs.
+    """
+    if token:
+        m = _TOKEN.match(token) if isinstance(token, str) else None
+        position = decode_token(token)
+        scope = ConsistencyScope(position, m.group(2) if m else None)
+    else:
+        scope = ConsistencyScope(Position(), None)
+    reset = _scope.set(scope)
+    try:
+        yield scope
+    finally:
+        _scope.reset(reset)
+
+
+def current_scope() -> ConsistencyScope | None:
+    return _scope.get()
+
+
+def install_commit_capture(engine: Engine, flavor_of: Any) -> None:
+    """After a COMMIT that asked for it, read the commit's GTID on the same connection.
+
+    ``flavor_of(dbapi_connection)`` tells ``"mariadb"`` from ``"mysql"``. Only commits of causal
+    sessions ask (:func:`request_capture`), so other sessions pay nothing.
+    """
+    dialect = engine.dialect
+    original = dialect.do_commit
+
+    def do_commit(dbapi_connection: Any) -> None:
+        original(dbapi_connection)
+        if not _capture_requested.get():
+            return
+        _capture_requested.set(False)
+        mariadb = flavor_of(dbapi_connection) == "mariadb"
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("SELECT @@last_gtid" if mariadb else "SELECT @@GLOBAL.gtid_executed")
+            row = cursor.fetchone()
+        finally:
+            cursor.close()
+        _captured.set(row[0] if row and row[0] else None)
+
+    dialect.do_commit = do_commit  # type: ignore[method-assign]
+
+
+def request_capture() -> None:
+    """The next primary COMMIT in this thread/task records its GTID (see :func:`take_captured`)."""
+    _captured.set(None)
+    _capture_requested.set(True)
+
+
+def take_captured() -> str | None:
+    """The GTID text recorded by the last requested capture, once."""
+    value = _captured.get()
+    _captured.set(None)
+    _capture_requested.set(False)
+    return value
