@@ -117,7 +117,7 @@ def resolve_balancer(spec: object, weights: Mapping[str, float] | None = None) -
     if isinstance(spec, str):
         if spec == "weighted":
             if weights is None:
-                raise ValueError("balancer='weighted' needs weights={replica name or URL: weight}")
+                raise ValueError("balancer='weighted' needs weights={'replica1': 2, …}")
             return Weighted(weights)
         if spec not in BALANCERS:
             accepted = ", ".join([*BALANCERS, "weighted"])

@@ -201,6 +201,42 @@ def start(server: str, directory: Path) -> None:
     click.echo(f"{server}: started")
 
 
+@sandbox.command("break")
+@_server_argument
+@dir_option
+def break_(server: str, directory: Path) -> None:
+    """Break a replica's replication with a duplicate-key error (until repair)."""
+    _attach(directory).break_replica(_server_key(server))
+    click.echo(f"{server}: replication broken (duplicate key); undo with: rwsplit sandbox repair {server}")
+
+
+@sandbox.command()
+@_server_argument
+@dir_option
+def repair(server: str, directory: Path) -> None:
+    """Repair a replica broken with `break` and restart its replication."""
+    _attach(directory).repair_replica(_server_key(server))
+    click.echo(f"{server}: repaired, replication restarted")
+
+
+@sandbox.command()
+@_server_argument
+@dir_option
+def freeze(server: str, directory: Path) -> None:
+    """SIGSTOP a server: connections stay open but nothing answers (until thaw)."""
+    _attach(directory).freeze(_server_key(server))
+    click.echo(f"{server}: frozen (SIGSTOP)")
+
+
+@sandbox.command()
+@_server_argument
+@dir_option
+def thaw(server: str, directory: Path) -> None:
+    """SIGCONT a frozen server."""
+    _attach(directory).thaw(_server_key(server))
+    click.echo(f"{server}: thawed (SIGCONT)")
+
+
 @cli.command("status")
 @click.option("--primary", "primary_url", metavar="URL", help="SQLAlchemy URL of the primary.")
 @click.option("--replica", "replica_urls", metavar="URL", multiple=True, help="A replica URL (repeat).")
@@ -278,17 +314,119 @@ def status_command(
     )
 
 
+@cli.command("bench")
+@click.option("--primary", "primary_url", metavar="URL", help="Primary URL; default: start a sandbox.")
+@click.option("--replica", "replica_urls", metavar="URL", multiple=True, help="A replica URL (repeat).")
+@click.option("--threads", type=int, default=8, show_default=True, help="Worker threads.")
+@click.option(
+    "--duration",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Total seconds, split evenly between the strategies.",
+)
+@click.option("--write-ratio", type=float, default=0.1, show_default=True, help="Share of writes (0-1).")
+@click.option("--keys", type=int, default=1000, show_default=True, help="Rows of the bench table.")
+@click.option("--max-lag", type=float, default=1.0, show_default=True, help="Lag bound in seconds.")
+@click.option(
+    "--strategies",
+    default=",".join(("primary", "naive", "session", "causal")),
+    show_default=True,
+    help="Comma-separated strategies to run, in this order.",
+)
+@click.option(
+    "--delay-replica", "delays", metavar="N=SECONDS", multiple=True, help="MASTER_DELAY replica N (repeat)."
+)
+@click.option(
+    "--pause-replica",
+    "pauses",
+    metavar="N@START+LENGTH",
+    multiple=True,
+    help="Stop replica N's SQL thread from START for LENGTH seconds (repeat).",
+)
+@click.option("--no-default-lag", is_flag=True, help="In a sandbox, do not delay replica 1 by 1 s.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write JSON.")
+@click.option(
+    "--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), help="Write a PNG (needs [plot])."
+)
+def bench(
+    primary_url: str | None,
+    replica_urls: tuple[str, ...],
+    threads: int,
+    duration: float,
+    write_ratio: float,
+    keys: int,
+    max_lag: float,
+    strategies: str,
+    delays: tuple[str, ...],
+    pauses: tuple[str, ...],
+    no_default_lag: bool,
+    json_path: Path | None,
+    plot_path: Path | None,
+) -> None:
+    """Compare primary-only, naive and rwsplit routing under replica lag; exit 1 on rwsplit RYW violations."""
+    from . import bench as b
+
+    config = b.BenchConfig(
+        primary=primary_url,
+        replicas=replica_urls,
+        threads=threads,
+        duration=duration,
+        write_ratio=write_ratio,
+        keys=keys,
+        max_lag=max_lag,
+        strategies=b.parse_strategies(strategies),
+        delays=tuple(b.parse_delay(d) for d in delays),
+        pauses=tuple(b.parse_pause(p) for p in pauses),
+        default_lag=not no_default_lag,
+        json_path=json_path,
+        plot_path=plot_path,
+    )
+    tty = sys.stderr.isatty()
+
+    def progress(line: str) -> None:
+        click.echo(f"\r\033[K{line}", err=True, nl=False)
+
+    def notify(line: str) -> None:
+        if tty:
+            click.echo("\r\033[K", err=True, nl=False)
+        click.echo(f"rwsplit bench: {line}", err=True)
+
+    result = b.run_bench(config, notify=notify, progress=progress if tty else None)
+    click.echo(
+        f"rwsplit bench: {len(config.strategies)} strategies x {config.seconds_per_strategy:g} s, "
+        f"{config.threads} threads, write ratio {config.write_ratio:g}, {config.keys} keys, "
+        f"max lag {config.max_lag:g} s"
+    )
+    click.echo(config.describe_injections())
+    headers, rows, replica_headers, replica_rows = b.report_tables(result)
+    click.echo()
+    click.echo(_format_table(headers, rows))
+    click.echo()
+    click.echo(_format_table(replica_headers, replica_rows))
+    if json_path is not None:
+        b.write_json(result, json_path)
+    if b.exit_code(result):
+        bad = [
+            f"{n} {s['ryw_violations']}" for n, s in result["strategies"].items() if n in b.RWSPLIT_STRATEGIES
+        ]
+        _fail(f"read-your-writes violations in rwsplit strategies: {', '.join(bad)}", 1)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point: click's parsing, with rwsplit's errors as one line and exit code 1."""
     try:
         cli.main(args=list(argv) if argv is not None else None, prog_name="rwsplit", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except click.UsageError as exc:
+        hint = f" (see: {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
+        _fail(f"{exc.format_message()}{hint}", exc.exit_code)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
-        _fail("aborted", 130)
+        _fail("interrupted", 130)
     except KeyboardInterrupt:
         _fail("interrupted", 130)
     except ValueError as exc:

@@ -66,7 +66,7 @@ def _coerce_url(value: object, what: str) -> URL:
     elif isinstance(value, str):
         try:
             url = sa.make_url(value)
-        except ArgumentError:
+        except (ArgumentError, ValueError):
             raise ValueError(
                 f"{what} is not a valid SQLAlchemy URL; expected mysql+pymysql://user:password@host:port/db"
             ) from None
@@ -80,6 +80,17 @@ def _coerce_url(value: object, what: str) -> URL:
     if not url.host and not url.query.get("unix_socket"):
         raise ValueError(f"{what} names no host: {_mask(url)}")
     return url
+
+
+def _mask_key(key: object) -> str:
+    """A user-supplied key for an error message, with any URL password hidden."""
+    text = str(key)
+    if "://" in text:
+        try:
+            return _mask(sa.make_url(text))
+        except (ArgumentError, ValueError):
+            return "<a URL>"
+    return text[:80]
 
 
 def _mask(url: URL) -> str:
@@ -446,8 +457,11 @@ class RoutingConnection:
 
 
 def _connect_args(engine_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """PyMySQL waits forever on a server that stopped answering; rwsplit bounds every wait."""
     args = dict(engine_kwargs.get("connect_args") or {})
     args.setdefault("connect_timeout", 2)
+    args.setdefault("read_timeout", 60)
+    args.setdefault("write_timeout", 60)
     return args
 
 
@@ -524,6 +538,8 @@ def create_engine(
     primary_url = _coerce_url(url, "the primary URL")
     if isinstance(replicas, (str, bytes, URL)):
         raise TypeError("replicas must be a list of URLs, not a single URL; write replicas=[url]")
+    if isinstance(replicas, Mapping):
+        raise TypeError("replicas must be a list of URLs, not a mapping")
     if not isinstance(replicas, Iterable):
         raise TypeError(f"replicas must be a list of URLs, got {type(replicas).__name__}")
     replica_urls = [_coerce_url(r, f"replica #{i + 1}") for i, r in enumerate(replicas)]
@@ -559,7 +575,8 @@ def create_engine(
     if weights is not None:
         unknown = sorted(set(weights) - set(names))
         if unknown:
-            raise ValueError(f"weights name unknown replicas {unknown}; replicas are {names}")
+            shown = [_mask_key(k) for k in unknown]
+            raise ValueError(f"weights name unknown replicas {shown}; replicas are named {names}")
         if balancer == "least_outstanding":
             balancer = "weighted"
     chosen = resolve_balancer(balancer, weights)
@@ -572,7 +589,8 @@ def create_engine(
     primary = sa.create_engine(primary_url, **kwargs)
     _retrying_connect(primary, policy.retry, _mask(primary_url))
     install_commit_capture(primary, _flavor_of)
-    replica_kwargs = {**kwargs, "isolation_level": "AUTOCOMMIT"}
+    # AUTOCOMMIT: each read sees the latest state; no ROLLBACK round trip (or error) at check-in.
+    replica_kwargs = {**kwargs, "isolation_level": "AUTOCOMMIT", "skip_autocommit_rollback": True}
     replica_engines = {
         n: sa.create_engine(u, **replica_kwargs) for n, u in zip(names, replica_urls, strict=True)
     }
@@ -594,4 +612,9 @@ def create_engine(
     engine = RoutingEngine(primary, replica_engines, monitor, router, urls, cluster)
     monitor.start(wait=True)
     log.info("routing engine started: %r", engine)
+    for row in engine.status():
+        if not row.eligible:
+            log.warning(
+                "%s (%s) cannot serve reads at start: %s", row.name, row.url, row.error or "not ready"
+            )
     return engine

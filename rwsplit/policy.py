@@ -171,6 +171,9 @@ class ConsistencyState:
             pin_primary_until(time.time() + self.pin_window)
 
     def transaction_ended(self) -> None:
+        if self.tx_on_primary and self.pin_window:
+            # Replicas can only start applying a write once it commits: the window counts from here.
+            pin_primary_until(time.time() + self.pin_window)
         self.tx_on_primary = False
         self.failed.clear()
 

@@ -687,6 +687,41 @@ class Sandbox:
         """Start a paused replica's SQL thread again."""
         self._replica_sql(which, "START SLAVE SQL_THREAD")
 
+    def break_replica(self, which: str | int) -> None:
+        """Break a replica's replication with a duplicate-key error (its SQL thread stops)."""
+        s = self._replica(which)
+        with self.connect("primary") as conn, conn.cursor() as cur:
+            cur.execute(f"CREATE TABLE IF NOT EXISTS `{self.database}`.`_rwsplit_fault` (id INT PRIMARY KEY)")
+            cur.execute(f"DELETE FROM `{self.database}`.`_rwsplit_fault`")
+        self.wait_caught_up(replicas=[s["name"]])
+        with self.connect(s["name"]) as conn, conn.cursor() as cur:
+            cur.execute("SET SESSION sql_log_bin = 0")
+            cur.execute(f"INSERT INTO `{self.database}`.`_rwsplit_fault` VALUES (1)")
+        with self.connect("primary") as conn, conn.cursor() as cur:
+            cur.execute(f"INSERT INTO `{self.database}`.`_rwsplit_fault` VALUES (1)")
+
+    def repair_replica(self, which: str | int) -> None:
+        """Undo :meth:`break_replica`: remove the conflicting row and restart replication."""
+        s = self._replica(which)
+        with self.connect(s["name"]) as conn, conn.cursor() as cur:
+            cur.execute("SET SESSION sql_log_bin = 0")
+            cur.execute(f"DELETE FROM `{self.database}`.`_rwsplit_fault`")
+            cur.execute("START SLAVE" if self._is_mariadb() else "START REPLICA")
+
+    def freeze(self, which: str | int) -> None:
+        """SIGSTOP a server: it keeps its connections open but answers nothing."""
+        self._signal(which, signal.SIGSTOP)
+
+    def thaw(self, which: str | int) -> None:
+        """SIGCONT a frozen server."""
+        self._signal(which, signal.SIGCONT)
+
+    def _signal(self, which: str | int, sig: signal.Signals) -> None:
+        s = self._server(which)
+        if not self._alive(s):
+            raise SandboxError(f"{s['name']} is not running")
+        os.kill(s["pid"], sig)
+
     def kill(self, which: str | int) -> None:
         """SIGKILL one server and wait until it is gone."""
         s = self._server(which)
@@ -729,6 +764,9 @@ class Sandbox:
                 self._state = None
         if self._state is not None:
             live = [s for s in self._servers if self._alive(s)]
+            for s in live:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(s["pid"], signal.SIGCONT)  # a frozen server cannot shut down
             for s in live:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(s["pid"], signal.SIGTERM)

@@ -83,7 +83,10 @@ class RoutingSession(Session):
         engine = self.routing_engine
         state = self.rwsplit_state
         if clause is None or self._flushing:
-            state.wrote(_entities(mapper))
+            if self._flushing or mapper is not None:  # a flush or a bulk_* operation writes
+                state.wrote(_entities(mapper))
+            else:  # get_bind() / connection(): the transaction may write through it, so it stays
+                state.tx_on_primary = True
             self._rwsplit_target = PRIMARY
             return engine.primary
         options, hint = self._rwsplit_call

@@ -187,6 +187,8 @@ class Monitor:
         self._timeline = _Timeline()
         self._primary_server_id: int | None = None
         self._mariadb: dict[str, bool] = {}
+        self._warned_writable: set[str] = set()
+        self._replica_ids: dict[int, str] = {}
         self._publish_lock = threading.Lock()
         self._states: dict[str, ServerState] = {
             s.name: ServerState(name=s.name, role=s.role, url=s.url) for s in (primary, *replicas)
@@ -272,6 +274,9 @@ class Monitor:
     def _run(self, name: str) -> None:
         spec = self._specs[name]
         conn: pymysql.Connection | None = None
+        if spec.role == "replica":
+            # The GTID lag source needs one primary sample first; a dead primary only delays this.
+            self._first_probe[self._primary_name].wait(self.timeout + 0.5)
         try:
             while not self._stop.is_set():
                 started = time.monotonic()
@@ -349,10 +354,10 @@ class Monitor:
         row = cur.fetchone()
         status = dict(zip([d[0] for d in cur.description], row, strict=True)) if row else {}
         cur.execute(
-            "SELECT @@GLOBAL.read_only, "
+            "SELECT @@GLOBAL.read_only, @@GLOBAL.server_id, "
             + ("@@GLOBAL.gtid_slave_pos" if mariadb else "@@GLOBAL.gtid_executed")
         )
-        read_only, raw = cur.fetchone()
+        read_only, server_id, raw = cur.fetchone()
         raw = raw or ""
         now = self._clock()
         position = parse_mariadb(raw) if mariadb else parse_mysql(raw, contiguous=True)
@@ -361,6 +366,14 @@ class Monitor:
         error = status.get("Last_SQL_Error") or status.get("Last_IO_Error") or None
         if not status:
             error = "not a replica: SHOW SLAVE STATUS is empty"
+        if server_id is not None and int(server_id) == self._primary_server_id:
+            error, io, sql = "this is the primary itself (same server_id), not a replica", None, None
+        twin = self._replica_ids.setdefault(int(server_id or 0), spec.name)
+        if twin != spec.name:
+            error, io, sql = f"the same server as {twin} (same server_id)", None, None
+        if not read_only and spec.name not in self._warned_writable:
+            self._warned_writable.add(spec.name)
+            log.warning("%s (%s) is writable (read_only=OFF): is it really a replica?", spec.name, spec.url)
         lag, source = self._measure_lag(cur, status, position, now, mariadb)
         primary = self._states[self._primary_name]
         if lag is None and not primary.reachable and prev.lag is not None:

@@ -308,7 +308,8 @@ def test_cli_up_status_down(tmp_path: Path) -> None:
         (["sandbox", "up", "--base-port", "abc"], 2, "--base-port"),
         (["sandbox", "status"], 1, "no rwsplit sandbox"),
         (["sandbox", "down"], 1, "no rwsplit sandbox"),
-        (["sandbox", "delay", "1", "-5"], 2, "SECONDS"),
+        (["sandbox", "delay", "1", "abc"], 2, "SECONDS"),
+        (["sandbox", "delay", "1", "--", "-5"], 2, "SECONDS"),
         (["sandbox", "frobnicate"], 2, "No such command"),
     ],
 )

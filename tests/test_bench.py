@@ -1,0 +1,465 @@
+"""``rwsplit bench``: the JSON report, the checkers, injection clean-up and bad input, on real servers."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from rwsplit.bench import (
+    PLOT_HINT,
+    BenchConfig,
+    Delay,
+    Pause,
+    StalenessChecker,
+    exit_code,
+    parse_delay,
+    parse_pause,
+    parse_strategies,
+)
+from rwsplit.sandbox import Sandbox
+
+_ADMIN = "rwsplit_bench_admin"
+_HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
+
+
+@dataclass(frozen=True)
+class Servers:
+    """Sandbox URLs for an account that may change replication (for the injection options)."""
+
+    primary: str
+    replicas: list[str]
+    password: str
+
+    def args(self) -> list[str]:
+        out = ["--primary", self.primary]
+        for r in self.replicas:
+            out += ["--replica", r]
+        return out
+
+
+@dataclass(frozen=True)
+class Run:
+    proc: subprocess.CompletedProcess[str]
+    report: dict[str, Any]
+    plot: Path
+
+
+def _bench(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "rwsplit.cli", "bench", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _with_account(url: str, user: str, password: str) -> str:
+    return sa.make_url(url).set(username=user, password=password).render_as_string(hide_password=False)
+
+
+def _slave_status(sandbox: Sandbox, n: int) -> dict[str, Any]:
+    with sandbox.connect(n) as conn, conn.cursor() as cur:
+        cur.execute("SHOW SLAVE STATUS")
+        row = cur.fetchone()
+        return dict(zip([d[0] for d in cur.description], row, strict=True))
+
+
+def _bench_tables(sandbox: Sandbox, server: str | int) -> list[str]:
+    with sandbox.connect(server) as conn, conn.cursor() as cur:
+        cur.execute("SHOW TABLES FROM app LIKE 'rwsplit\\_bench\\_%'")
+        return [row[0] for row in cur.fetchall()]
+
+
+def _assert_clean(sandbox: Sandbox) -> None:
+    """No delay left, both replication threads running, no bench table anywhere."""
+    sandbox.wait_caught_up(timeout=30)
+    for n in (1, 2):
+        status = _slave_status(sandbox, n)
+        assert int(status["SQL_Delay"]) == 0
+        assert status["Slave_SQL_Running"] == "Yes" and status["Slave_IO_Running"] == "Yes"
+    for server in ("primary", 1, 2):
+        assert _bench_tables(sandbox, server) == []
+
+
+@pytest.fixture(scope="module")
+def servers(sandbox: Sandbox) -> Iterator[Servers]:
+    password = secrets.token_urlsafe(12)
+    with sandbox.connect("primary") as conn, conn.cursor() as cur:
+        for host in ("127.0.0.1", "localhost"):
+            cur.execute(f"CREATE USER '{_ADMIN}'@'{host}' IDENTIFIED BY %s", (password,))
+            cur.execute(f"GRANT ALL PRIVILEGES ON `app`.* TO '{_ADMIN}'@'{host}'")
+            cur.execute(f"GRANT REPLICATION SLAVE ADMIN, SLAVE MONITOR ON *.* TO '{_ADMIN}'@'{host}'")
+    sandbox.wait_caught_up()
+    try:
+        yield Servers(
+            _with_account(sandbox.primary_url, _ADMIN, password),
+            [_with_account(u, _ADMIN, password) for u in sandbox.replica_urls],
+            password,
+        )
+    finally:
+        for n in (1, 2):
+            sandbox.resume_replica(n)
+            if int(_slave_status(sandbox, n)["SQL_Delay"]):
+                sandbox.delay_replica(n, 0)
+        with sandbox.connect("primary") as conn, conn.cursor() as cur:
+            for host in ("127.0.0.1", "localhost"):
+                cur.execute(f"DROP USER IF EXISTS '{_ADMIN}'@'{host}'")
+        sandbox.wait_caught_up()
+
+
+@pytest.fixture(scope="module")
+def short_run(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Run:
+    """One 4 s run over every strategy with both replicas delayed 2 s."""
+    out = tmp_path_factory.mktemp("bench")
+    report, plot = out / "bench.json", out / "lag.png"
+    extra = ["--plot", str(plot)] if _HAS_MATPLOTLIB else []
+    proc = _bench(
+        *servers.args(),
+        "--duration",
+        "4",
+        "--threads",
+        "4",
+        "--delay-replica",
+        "1=2",
+        "--delay-replica",
+        "2=2",
+        "--json",
+        str(report),
+        *extra,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return Run(proc, json.loads(report.read_text()), plot)
+
+
+# --------------------------------------------------------------------------- schema
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_percentiles(where: str, value: object, keys: tuple[str, ...]) -> None:
+    assert isinstance(value, dict) and set(value) == set(keys), where
+    for k in keys:
+        assert value[k] is None or (_is_number(value[k]) and value[k] >= 0), f"{where}.{k}"
+
+
+def validate_report(report: object, strategies: list[str], replicas: list[str]) -> None:
+    """The fixed JSON schema of ``--json``: every key and every type."""
+    assert isinstance(report, dict) and set(report) == {"config", "strategies", "replicas"}
+    config = report["config"]
+    assert isinstance(config, dict)
+    for key, kind in {
+        "threads": int,
+        "duration": float,
+        "write_ratio": float,
+        "keys": int,
+        "max_lag": float,
+        "strategies": list,
+        "sandbox": bool,
+        "primary": str,
+        "replicas": list,
+        "injections": list,
+    }.items():
+        assert isinstance(config[key], kind), key
+    assert config["strategies"] == strategies
+    for url in [config["primary"], *config["replicas"]]:
+        assert ":***@" in url
+    for inj in config["injections"]:
+        assert inj["kind"] in ("delay", "pause") and inj["replica"] in replicas
+    assert isinstance(report["strategies"], dict) and list(report["strategies"]) == strategies
+    for name, s in report["strategies"].items():
+        assert set(s) == {
+            "reads",
+            "writes",
+            "replica_reads",
+            "ryw_violations",
+            "stale_reads",
+            "ops_per_s",
+            "read_ms",
+            "write_ms",
+        }, name
+        for key in ("reads", "writes", "replica_reads", "ryw_violations", "stale_reads"):
+            assert isinstance(s[key], int) and not isinstance(s[key], bool) and s[key] >= 0, f"{name}.{key}"
+        assert _is_number(s["ops_per_s"]) and s["ops_per_s"] >= 0
+        assert s["replica_reads"] <= s["reads"] and s["ryw_violations"] <= s["writes"]
+        _check_percentiles(f"{name}.read_ms", s["read_ms"], ("p50", "p99"))
+        _check_percentiles(f"{name}.write_ms", s["write_ms"], ("p50", "p99"))
+    assert isinstance(report["replicas"], dict) and list(report["replicas"]) == replicas
+    for name, r in report["replicas"].items():
+        assert set(r) == {"lag_ms", "excluded"}, name
+        _check_percentiles(f"{name}.lag_ms", r["lag_ms"], ("p50", "p99", "max"))
+        assert isinstance(r["excluded"], int) and not isinstance(r["excluded"], bool)
+
+
+def test_json_report_matches_the_schema(short_run: Run) -> None:
+    validate_report(short_run.report, ["primary", "naive", "session", "causal"], ["replica1", "replica2"])
+    for s in short_run.report["strategies"].values():
+        assert s["reads"] > 0 and s["writes"] > 0 and s["ops_per_s"] > 0
+        assert s["read_ms"]["p50"] is not None and s["write_ms"]["p99"] is not None
+
+
+def test_table_lists_strategies_then_replicas(short_run: Run) -> None:
+    lines = short_run.proc.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("strategy "))
+    assert lines[header].split()[:6] == [
+        "strategy",
+        "reads",
+        "writes",
+        "replica_reads",
+        "ryw_violations",
+        "stale_reads",
+    ]
+    assert [line.split()[0] for line in lines[header + 2 : header + 6]] == [
+        "primary",
+        "naive",
+        "session",
+        "causal",
+    ]
+    replica_header = next(i for i, line in enumerate(lines) if line.startswith("replica "))
+    assert lines[replica_header].split() == ["replica", "lag_p50_ms", "lag_p99_ms", "lag_max_ms", "excluded"]
+    assert "injections: replica1 delayed 2 s; replica2 delayed 2 s" in short_run.proc.stdout
+
+
+def test_naive_routing_reads_its_own_writes_stale(short_run: Run) -> None:
+    naive = short_run.report["strategies"]["naive"]
+    assert naive["replica_reads"] == naive["reads"]
+    assert naive["ryw_violations"] > 0
+
+
+def test_rwsplit_strategies_read_their_own_writes(short_run: Run) -> None:
+    for name in ("session", "causal"):
+        assert short_run.report["strategies"][name]["ryw_violations"] == 0, name
+    assert exit_code(short_run.report) == 0
+
+
+def test_primary_strategy_reads_only_the_primary(short_run: Run) -> None:
+    primary = short_run.report["strategies"]["primary"]
+    assert primary["replica_reads"] == 0
+    assert primary["ryw_violations"] == 0 and primary["stale_reads"] == 0
+
+
+def test_injected_delay_shows_in_the_lag_figures(short_run: Run) -> None:
+    for name in ("replica1", "replica2"):
+        lag = short_run.report["replicas"][name]["lag_ms"]
+        assert lag["p99"] is not None and lag["p99"] >= 1000, name
+        assert lag["max"] >= lag["p99"] >= lag["p50"]
+    injections = short_run.report["config"]["injections"]
+    assert {(i["replica"], i["seconds"]) for i in injections} == {("replica1", 2), ("replica2", 2)}
+
+
+def test_no_password_in_output_or_report(short_run: Run, servers: Servers, sandbox: Sandbox) -> None:
+    app_password = sa.make_url(sandbox.primary_url).password
+    text = short_run.proc.stdout + short_run.proc.stderr + json.dumps(short_run.report)
+    for secret in (servers.password, app_password):
+        assert secret and secret not in text
+
+
+def test_plot_is_drawn_or_the_extra_is_named(short_run: Run, tmp_path: Path) -> None:
+    if _HAS_MATPLOTLIB:
+        assert short_run.plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        return
+    proc = _bench("--duration", "1", "--plot", str(tmp_path / "lag.png"))
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [f"rwsplit: error: {PLOT_HINT}"]
+    assert "pip install 'rwsplit[plot]'" in proc.stderr
+
+
+def test_injections_are_removed_and_the_table_dropped(short_run: Run, sandbox: Sandbox) -> None:
+    table = short_run.report["config"]["table"]
+    assert re.fullmatch(r"rwsplit_bench_[0-9a-f]{8}", table)
+    assert f"dropped table {table}" in short_run.proc.stderr
+    _assert_clean(sandbox)
+
+
+def test_ctrl_c_drops_the_table_and_removes_the_delay(servers: Servers, sandbox: Sandbox) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rwsplit.cli", "bench", *servers.args()]
+        + ["--duration", "60", "--threads", "2", "--delay-replica", "2=3"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        seen = []
+        for line in proc.stderr:
+            seen.append(line)
+            if "running naive" in line:
+                break
+        assert any("running naive" in line for line in seen), "".join(seen)
+        assert int(_slave_status(sandbox, 2)["SQL_Delay"]) == 3
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130
+    assert "Traceback" not in err
+    assert any(line.startswith("rwsplit bench: dropped table") for line in [*seen, *err.splitlines()])
+    _assert_clean(sandbox)
+
+
+def test_injection_needs_an_account_that_may_change_replication(sandbox: Sandbox) -> None:
+    args = ["--primary", sandbox.primary_url]
+    for r in sandbox.replica_urls:
+        args += ["--replica", r]
+    proc = _bench(*args, "--duration", "2", "--delay-replica", "1=1")
+    assert proc.returncode == 2
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("rwsplit: error: cannot delay replica1 as app@127.0.0.1") and "(1227)" in last
+    assert "Traceback" not in proc.stderr
+    assert sa.make_url(sandbox.primary_url).password not in proc.stderr
+    _assert_clean(sandbox)
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+_SECRET = "Sekr1t-pw-do-not-print"
+
+
+def _bad_cases(sandbox: Sandbox) -> list[tuple[list[str], str]]:
+    primary = sandbox.primary_url
+    replicas = ["--replica", sandbox.replica_urls[0], "--replica", sandbox.replica_urls[1]]
+    good = ["--primary", primary, *replicas]
+    wrong_pw = _with_account(primary, "app", _SECRET)
+    return [
+        (["--primary", f"mysql+pymysql://app:{_SECRET}@127.0.0.1:1/app", *replicas], "cannot connect"),
+        (["--primary", wrong_pw, *replicas], "Access denied"),
+        (["--primary", f"not a url {_SECRET}", *replicas], "not a valid SQLAlchemy URL"),
+        (["--primary", f"postgresql://u:{_SECRET}@h/db", *replicas], "not a MySQL/MariaDB URL"),
+        ([*good, "--duration", "0"], "--duration"),
+        ([*good, "--duration", "-3"], "--duration"),
+        ([*good, "--write-ratio", "1.5"], "--write-ratio"),
+        ([*good, "--threads", "0"], "--threads"),
+        ([*good, "--keys", "0"], "--keys"),
+        ([*good, "--strategies", "primary,magic"], "unknown strategy 'magic'"),
+        ([*good, "--delay-replica", "1:2"], "N=SECONDS"),
+        ([*good, "--delay-replica", "1=-2"], "SECONDS"),
+        ([*good, "--pause-replica", "1@5"], "N@START+LENGTH"),
+        ([*good, "--pause-replica", "1@x+2"], "not a number"),
+        ([*good, "--delay-replica", "3=1"], "no replica 3"),
+        ([*good, "--pause-replica", "0@1+1"], "no replica 0"),
+        ([*replicas], "--replica needs --primary"),
+        (["--delay-replica", "3=1"], "no replica 3"),
+    ]
+
+
+def test_bad_input_is_one_line_and_exit_2(sandbox: Sandbox) -> None:
+    app_password = sa.make_url(sandbox.primary_url).password
+    assert app_password
+    for args, message in _bad_cases(sandbox):
+        started = time.monotonic()
+        proc = _bench(*args, timeout=60)
+        shown = [a.replace(app_password, "***").replace(_SECRET, "***") for a in args]
+        assert proc.returncode == 2, (shown, proc.stderr)
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], (shown, proc.stderr)
+        assert "Traceback" not in proc.stderr
+        for secret in (app_password, _SECRET):
+            assert secret not in proc.stderr + proc.stdout
+        assert time.monotonic() - started < 30
+    _assert_clean(sandbox)
+
+
+# --------------------------------------------------------------------------- own sandbox
+
+
+def test_without_servers_it_runs_in_its_own_sandbox(tmp_path: Path) -> None:
+    report = tmp_path / "own.json"
+    proc = _bench("--duration", "3", "--threads", "3", "--json", str(report))
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"^strategy +reads +writes +replica_reads +ryw_violations", proc.stdout, re.M)
+    assert re.search(r"^replica +lag_p50_ms", proc.stdout, re.M)
+    assert "replica1 delayed 1 s (default in a sandbox" in proc.stdout
+    data = json.loads(report.read_text())
+    validate_report(data, ["primary", "naive", "session", "causal"], ["replica1", "replica2"])
+    assert data["config"]["sandbox"] is True
+    for name in ("session", "causal"):
+        assert data["strategies"][name]["ryw_violations"] == 0
+        assert data["strategies"][name]["replica_reads"] > 0
+    directory = re.search(r"starting a sandbox .* in (\S+)", proc.stderr)
+    assert directory is not None and not os.path.exists(directory.group(1))
+
+
+# --------------------------------------------------------------------------- Python API
+
+
+def _result(**violations: int) -> dict[str, Any]:
+    return {"strategies": {name: {"ryw_violations": n} for name, n in violations.items()}}
+
+
+def test_exit_code_gates_on_rwsplit_strategies_only() -> None:
+    assert exit_code(_result(primary=0, naive=57, session=0, causal=0)) == 0
+    assert exit_code(_result(naive=3, session=1, causal=0)) == 1
+    assert exit_code(_result(causal=2)) == 1
+    assert exit_code(_result(naive=9)) == 0
+
+
+def test_staleness_uses_when_commit_returned() -> None:
+    checker = StalenessChecker(max_lag=1.0)
+    checker.committed(7, 0, 0.0)
+    checker.committed(7, 5, 10.0)  # COMMIT of version 5 returned at t=10
+    checker.committed(7, 9, 12.0)
+    assert checker.staleness(7, 0, 10.9) is None  # version 5 may be < 1 s old
+    assert checker.staleness(7, 0, 11.5) == pytest.approx(1.5)
+    assert checker.staleness(7, 5, 12.9) is None
+    assert checker.staleness(7, 5, 13.5) == pytest.approx(1.5)
+    assert checker.staleness(7, 9, 99.0) is None
+    assert checker.staleness(7, None, 1.5) == pytest.approx(1.5)
+    assert checker.staleness(8, 0, 99.0) is None
+
+
+def test_a_later_version_bounds_the_commit_of_an_earlier_one() -> None:
+    checker = StalenessChecker(max_lag=0.5)
+    checker.committed(1, 3, 9.0)  # its thread was slow to record the time
+    checker.committed(1, 4, 5.0)  # version 4 committed after 3, so 3 was in by t=5
+    assert checker.staleness(1, 2, 5.6) == pytest.approx(0.6)
+    assert checker.staleness(1, 3, 5.6) == pytest.approx(0.6)
+
+
+def test_config_is_validated_at_construction() -> None:
+    assert parse_delay("2=3") == Delay(2, 3)
+    assert parse_pause("1@2.5+4") == Pause(1, 2.5, 4.0)
+    assert parse_strategies(" naive , causal ") == ("naive", "causal")
+    config = BenchConfig(duration=8, strategies=("naive", "causal"))
+    assert config.seconds_per_strategy == 4
+    assert config.injected_delays == (Delay(1, 1, default=True),)
+    assert BenchConfig(default_lag=False).injected_delays == ()
+    assert BenchConfig(pauses=(Pause(2, 1, 1),)).injected_delays == ()
+    for kwargs, message in [
+        ({"threads": True}, "--threads"),
+        ({"write_ratio": -0.1}, "--write-ratio"),
+        ({"duration": float("nan")}, "--duration"),
+        ({"max_lag": -1}, "--max-lag"),
+        ({"strategies": ()}, "no strategy"),
+        ({"strategies": ("naive", "naive")}, "twice"),
+        ({"pauses": (Pause(1, 30, 1),)}, "starts after"),
+        ({"pauses": (Pause(1, 1, 5), Pause(1, 3, 1))}, "overlap"),
+        ({"delays": (Delay(1, 1), Delay(1, 2))}, "one delay per replica"),
+        ({"primary": "mysql+pymysql://a:b@h/db"}, "at least one --replica"),
+        ({"primary": "mysql+pymysql://a:b@h/db", "replicas": ("mysql+pymysql://a:b@h/db",)}, "same server"),
+        ({"primary": "mysql+pymysql://a:b@h", "replicas": ("mysql+pymysql://a:b@r/db",)}, "no database"),
+        ({"json_path": Path("/nonexistent/dir/x.json")}, "does not exist"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            BenchConfig(**kwargs)
+    assert "b@" not in repr(
+        BenchConfig(primary="mysql+pymysql://a:b@h/db", replicas=("mysql+pymysql://a:b@r/db",))
+    )
