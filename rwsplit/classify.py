@@ -43,13 +43,11 @@ Results are cached: SQL strings of up to :data:`MAX_CACHED_SQL_LENGTH` character
 in an LRU of :data:`SQL_CACHE_SIZE` (4096) entries keyed by the string and the
 read-only function set; constructs in an LRU of :data:`CONSTRUCT_CACHE_SIZE`
 (1024) entries keyed by SQLAlchemy's statement cache key (which SQLAlchemy
-memoizes on the statement and reuses when executing it).  Small plain selects
-(up to 32 nodes of common kinds) whose cache key is not memoized yet are judged
-by a direct walk instead, which is cheaper than generating the key; statements
-are never modified.  Constructs without a cache key are classified on every
-call.  See :func:`cache_info` and :func:`cache_clear`, also reachable as
-``classify.cache_info()`` and ``classify.cache_clear()`` because the package
-re-exports the function under the module's name.
+memoizes on the statement and reuses when executing it); statements are never
+modified.  Constructs without a cache key are classified on every call.  See
+:func:`cache_info` and :func:`cache_clear`, also reachable as ``classify.cache_info()``
+and ``classify.cache_clear()`` because the package re-exports the function under the
+module's name.
 """
 
 from __future__ import annotations
@@ -58,7 +56,6 @@ import re
 import threading
 import types
 import weakref
-from collections import OrderedDict
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -70,23 +67,15 @@ from sqlalchemy.orm import Query
 from sqlalchemy.orm.context import FromStatement
 from sqlalchemy.schema import Column
 from sqlalchemy.sql import visitors
-from sqlalchemy.sql.annotation import Annotated
 from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.ddl import ExecutableDDLElement
 from sqlalchemy.sql.dml import UpdateBase
 from sqlalchemy.sql.elements import (
     BinaryExpression,
-    BindParameter,
-    ClauseElement,
     ClauseList,
     ColumnClause,
     ColumnElement,
-    False_,
-    Grouping,
-    Label,
-    Null,
     TextClause,
-    True_,
     UnaryExpression,
 )
 from sqlalchemy.sql.functions import FunctionElement, next_value
@@ -95,9 +84,7 @@ from sqlalchemy.sql.operators import custom_op
 from sqlalchemy.sql.selectable import (
     ForUpdateArg,
     GenerativeSelect,
-    ScalarSelect,
     Select,
-    TableClause,
     TextualSelect,
 )
 
@@ -884,43 +871,18 @@ def _classify_str(sql: str, ro: frozenset[str]) -> Route:
 # --------------------------------------------------------------------------------------
 
 
-class _LRU:
-    """Small thread-safe LRU mapping used for the construct cache."""
-
-    def __init__(self, maxsize: int) -> None:
-        self._data: OrderedDict[Hashable, Route] = OrderedDict()
-        self._lock = threading.Lock()
-        self.maxsize = maxsize
-        self.hits = 0
-        self.misses = 0
-
-    def get(self, key: Hashable) -> Route | None:
-        with self._lock:
-            route = self._data.get(key)
-            if route is None:
-                self.misses += 1
-            else:
-                self.hits += 1
-                self._data.move_to_end(key)
-            return route
-
-    def put(self, key: Hashable, route: Route) -> None:
-        with self._lock:
-            self._data[key] = route
-            if len(self._data) > self.maxsize:
-                self._data.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._data.clear()
-            self.hits = self.misses = 0
-
-    def stats(self) -> CacheStats:
-        with self._lock:
-            return CacheStats(self.hits, self.misses, self.maxsize, len(self._data))
+_miss_args = threading.local()
 
 
-_construct_cache = _LRU(CONSTRUCT_CACHE_SIZE)
+@lru_cache(maxsize=CONSTRUCT_CACHE_SIZE)
+def _construct_route(key: Hashable) -> Route:
+    """The route of the construct whose cache key is ``key``; computed from the statement at hand.
+
+    ``functools.lru_cache`` (C, thread-safe) is several times cheaper per hit than a Python LRU;
+    on a miss the statement itself comes from :data:`_miss_args`, set by the caller just before.
+    """
+    stmt, ro, dialect = _miss_args.value
+    return _walk_construct(stmt, ro, dialect)
 
 
 @lru_cache(maxsize=1)
@@ -1108,222 +1070,12 @@ def _compiled_route(stmt: Any, ro: frozenset[str], dialect: Dialect | None) -> R
     return route
 
 
-_K_SELECT, _K_BINARY, _K_LIST, _K_WRAP, _K_LABEL, _K_UNARY = range(6)
-_K_BIND, _K_COLUMN, _K_TABLE, _K_FUNCTION, _K_LEAF, _K_TEXT, _K_OTHER = range(6, 13)
-_FUNCTION_ATTRS: Final = frozenset(
-    _names(
-        """
-        clause_expr _with_ordinality _table_value_type _with_options _compile_state_funcs
-        _propagate_attrs _params packagenames name type
-        """
-    )
-)
-
-_QUICK_NODE_INTERNALS: Final = (
-    (Select, _K_SELECT, None),
-    (BinaryExpression, _K_BINARY, {"left", "right", "operator", "negate", "modifiers", "type"}),
-    (ClauseList, _K_LIST, {"clauses", "operator"}),
-    (ScalarSelect, _K_WRAP, {"element", "type"}),
-    (Grouping, _K_WRAP, {"element", "type"}),
-    (Label, _K_LABEL, {"name", "type", "_element"}),
-    (UnaryExpression, _K_UNARY, {"element", "operator", "modifier"}),
-    (BindParameter, _K_BIND, {"key", "type", "callable", "value", "literal_execute"}),
-    (ColumnClause, _K_COLUMN, {"name", "type", "table", "is_literal"}),
-    (TableClause, _K_TABLE, {"columns", "name", "schema"}),
-    (next_value, _K_FUNCTION, None),
-    (FunctionElement, _K_FUNCTION, _FUNCTION_ATTRS),
-    ((Null, True_, False_), _K_LEAF, set()),
-    (TextClause, _K_TEXT, None),
-)
-"""(classes, kind, expected traversal attributes) understood by :func:`_quick_route`."""
-
-_SELECT_LISTS: Final = (
-    "_raw_columns", "_from_obj", "_where_criteria", "_having_criteria", "_order_by_clauses",
-    "_group_by_clauses", "_correlate", "_correlate_except", "_distinct_on",
-)  # fmt: skip
-_SELECT_SINGLES: Final = ("_limit_clause", "_offset_clause", "_fetch_clause")
-_SELECT_MUST_BE_EMPTY: Final = (
-    "_memoized_select_entities", "_independent_ctes", "_prefixes",
-    "_suffixes", "_statement_hints", "_hints", "_with_options", "_post_select_clause",
-    "_pre_columns_clause", "_post_criteria_clause", "_post_body_clause",
-)  # fmt: skip
-_SELECT_HARMLESS: Final = frozenset(
-    _names(
-        """
-        _correlate_mode _fetch_clause_options _distinct _label_style _independent_ctes_opts
-        _annotations _compile_state_funcs _propagate_attrs _params dialect_options
-        _for_update_arg _setup_joins
-        """
-    )
-)
-
-
-_SELECT_MUST_BE_EMPTY_SET: Final = frozenset(_SELECT_MUST_BE_EMPTY)
-
-
-def _quick_walk_supported() -> bool:
-    """True if this SQLAlchemy's node layouts are exactly those the quick walk understands."""
-    select_attrs = {name for name, _ in Select._traverse_internals}
-    known = {*_SELECT_LISTS, *_SELECT_SINGLES, *_SELECT_MUST_BE_EMPTY, *_SELECT_HARMLESS}
-    if select_attrs != known or any(getattr(Select, n, None) for n in _SELECT_MUST_BE_EMPTY):
-        return False
-    for classes, _, expected in _QUICK_NODE_INTERNALS:
-        for cls in classes if isinstance(classes, tuple) else (classes,):
-            internals = {name for name, _ in getattr(cls, "_traverse_internals", ())}
-            if expected is not None and not (
-                internals == expected or (expected is _FUNCTION_ATTRS and internals <= expected)
-            ):
-                return False
-    return True
-
-
-_QUICK_ENABLED: Final = _quick_walk_supported()
-_QUICK_WALK_BUDGET: Final = 32
-"""Largest node count walked without a cache key; bigger statements use the cache path,
-whose key SQLAlchemy memoizes and reuses when executing the statement."""
-_NODE_KINDS: dict[type, int] = {}
-
-
-def _node_kind(cls: type) -> int:
-    """Quick-walk kind of a node class (memoized); subclasses must keep the known layout."""
-    kind = _NODE_KINDS.get(cls)
-    if kind is not None:
-        return kind
-    kind = _K_OTHER
-    internals = {name for name, _ in getattr(cls, "_traverse_internals", ())}
-    if issubclass(cls, Annotated):
-        internals.discard("_annotations")
-    for classes, candidate, expected in _QUICK_NODE_INTERNALS:
-        if issubclass(cls, classes):
-            if candidate == _K_SELECT:
-                expected = {name for name, _ in Select._traverse_internals}
-            if (
-                expected is None
-                or internals == expected
-                or (candidate == _K_FUNCTION and internals <= expected)
-            ):
-                kind = candidate
-            break
-    _NODE_KINDS[cls] = kind
-    return kind
-
-
-def _annotated_mapper_needs_compile(el: Any, checked: set[int]) -> bool:
-    """True if ``el`` belongs to an ORM entity whose loading renders extra SQL.
-
-    ``checked`` holds the ids of mappers already found harmless during this walk.
-    """
-    annotations = el._annotations
-    if not annotations:
-        return False
-    mapper = annotations.get("parentmapper")
-    if mapper is None or id(mapper) in checked:
-        return False
-    if _mapper_needs_compile(mapper):
-        return True
-    checked.add(id(mapper))
-    return False
-
-
-def _quick_route(stmt: Any, ro: frozenset[str]) -> Route | None:
-    """Classify a plain select without a cache key; None if the full walk is needed.
-
-    Only node types listed in :data:`_QUICK_NODE_INTERNALS` are understood; anything
-    else (subqueries, relationship joins, options, CTEs, custom operators, compile-time SQL) makes
-    it give up, so it can never be more permissive than :func:`_walk_construct`.
-    """
-    stack: list[Any] = [stmt]
-    checked: set[int] = set()
-    budget = _QUICK_WALK_BUDGET
-    while stack:
-        budget -= 1
-        if budget < 0:
-            return None
-        el = stack.pop()
-        kind = _NODE_KINDS.get(type(el))
-        if kind is None:
-            kind = _node_kind(type(el))
-        if kind == _K_COLUMN:
-            if el.is_literal:
-                route = _fragment_route(el.name, ro, "literal column")
-                if route is not None:
-                    return route
-            type_ = el.type
-            if _PLAIN_TYPE_CLASSES.get(type(type_)) is not True and _type_has_sql(type_):
-                return None
-            if el._annotations and _annotated_mapper_needs_compile(el, checked):
-                return None
-        elif kind == _K_BIND:
-            type_ = el.type
-            if _PLAIN_TYPE_CLASSES.get(type(type_)) is not True and _type_has_sql(type_):
-                return None
-        elif kind == _K_BINARY:
-            type_ = el.type
-            if _PLAIN_TYPE_CLASSES.get(type(type_)) is not True and _type_has_sql(type_):
-                return None
-            if type(el.operator) not in _PLAIN_OPERATOR_TYPES and _is_custom_op(el.operator):
-                return None
-            stack.append(el.left)
-            stack.append(el.right)
-        elif kind == _K_SELECT:
-            if el._for_update_arg is not None:
-                return Route(PRIMARY, _for_update_reason(el._for_update_arg))
-            own = el.__dict__
-            if not _SELECT_MUST_BE_EMPTY_SET.isdisjoint(own) and any(
-                own.get(name) for name in _SELECT_MUST_BE_EMPTY
-            ):
-                return None
-            for name in _SELECT_LISTS:
-                stack.extend(getattr(el, name) or ())
-            for name in _SELECT_SINGLES:
-                single = getattr(el, name)
-                if single is not None:
-                    stack.append(single)
-            for join in el._setup_joins:
-                if len(join) != 4:
-                    return None
-                for part in join[:3]:
-                    if part is not None:
-                        if not isinstance(part, ClauseElement):
-                            return None
-                        stack.append(part)
-        elif kind == _K_TABLE:
-            if _annotated_mapper_needs_compile(el, checked):
-                return None
-        elif kind == _K_LIST:
-            if _is_custom_op(el.operator):
-                return None
-            stack.extend(el.clauses)
-        elif kind == _K_FUNCTION:
-            route = _function_route(el, ro)
-            if route is not None:
-                return route
-            if el._with_options or _type_has_sql(el.type):
-                return None
-            stack.append(el.clause_expr)
-        elif kind == _K_WRAP:
-            stack.append(el.element)
-        elif kind == _K_LABEL:
-            stack.append(el._element)
-        elif kind == _K_UNARY:
-            if _is_custom_op(el.operator) or _is_custom_op(el.modifier):
-                return None
-            stack.append(el.element)
-        elif kind == _K_TEXT:
-            route = _fragment_route(el.text, ro, "text fragment")
-            if route is not None:
-                return route
-        elif kind != _K_LEAF:
-            return None
-    return _READ
-
-
 def _classify_select(stmt: Any, ro: frozenset[str], dialect: Dialect | None) -> Route:
-    """Quick walk for fresh plain selects, else cached structural classification."""
-    if _QUICK_ENABLED and "_generate_cache_key" not in getattr(stmt, "__dict__", ()):
-        route = _quick_route(stmt, ro)
-        if route is not None:
-            return route
+    """Cached structural classification, keyed by SQLAlchemy's memoized statement cache key.
+
+    Generating the key is not extra work: SQLAlchemy memoizes it on the statement and reuses it
+    to find the compiled form when the statement is executed right after.
+    """
     try:
         cache_key = stmt._generate_cache_key()
     except Exception:
@@ -1331,10 +1083,9 @@ def _classify_select(stmt: Any, ro: frozenset[str], dialect: Dialect | None) -> 
     if cache_key is None:
         return _walk_construct(stmt, ro, dialect)
     key = (cache_key.key, ro, dialect.name if dialect is not None else None)
-    route = _construct_cache.get(key)
-    if route is None:
-        route = _walk_construct(stmt, ro, dialect)
-        _construct_cache.put(key, route)
+    _miss_args.value = (stmt, ro, dialect)
+    route = _construct_route(key)
+    _miss_args.value = None
     return route
 
 
@@ -1399,7 +1150,10 @@ def classify(
         ro = _normalized_names(names if isinstance(names, frozenset) else frozenset(names))
     if dialect is not None and not isinstance(dialect, Dialect):
         raise TypeError(f"dialect must be a SQLAlchemy Dialect or None, not {type(dialect).__name__}")
-    if type(statement) is str:
+    cls = type(statement)
+    if cls is Select:  # by far the most common statement: skip the type dispatch
+        return _classify_select(statement, ro, dialect)
+    if cls is str:
         return _classify_str(statement, ro)
     if isinstance(statement, str):
         return _classify_str(str.__str__(statement), ro)
@@ -1415,14 +1169,14 @@ def cache_info() -> ClassifyCacheInfo:
     sql = _classify_sql_cached.cache_info()
     return ClassifyCacheInfo(
         sql=CacheStats(sql.hits, sql.misses, sql.maxsize or 0, sql.currsize),
-        constructs=_construct_cache.stats(),
+        constructs=CacheStats(*_construct_route.cache_info()),
     )
 
 
 def cache_clear() -> None:
     """Empty both classification caches and reset their statistics."""
     _classify_sql_cached.cache_clear()
-    _construct_cache.clear()
+    _construct_route.cache_clear()
 
 
 classify.cache_info = cache_info  # type: ignore[attr-defined]

@@ -171,6 +171,11 @@ class RoutingEngine:
         """The SQLAlchemy Engine of ``"primary"`` or a replica name."""
         return self._engines[target]
 
+    @property
+    def engines(self) -> Mapping[str, Engine]:
+        """``"primary"`` and each replica name → its SQLAlchemy Engine."""
+        return self._engines
+
     def in_flight(self, name: str) -> int:
         """Connections of that server checked out right now (statements or transactions using it)."""
         return _checked_out(self._engines, name)

@@ -65,6 +65,8 @@ class RoutingSession(Session):
         )
         self._rwsplit_target: str | None = None
         self._rwsplit_call: tuple[Any, str | None] = (None, None)
+        self._rwsplit_decide = routing_engine.router.decide
+        self._rwsplit_engines = routing_engine.engines
         super().__init__(bind=routing_engine.primary if bind is None else bind, **kw)
 
     def get_bind(
@@ -80,7 +82,6 @@ class RoutingSession(Session):
         """Pick the engine for one statement; flushes, bulk operations and raw connections get the primary."""
         if bind is not None:
             return bind
-        engine = self.routing_engine
         state = self.rwsplit_state
         if clause is None or self._flushing:
             if self._flushing or mapper is not None:  # a flush or a bulk_* operation writes
@@ -88,17 +89,17 @@ class RoutingSession(Session):
             else:  # get_bind() / connection(): the transaction may write through it, so it stays
                 state.tx_on_primary = True
             self._rwsplit_target = PRIMARY
-            return engine.primary
+            return self.routing_engine.primary
         options, hint = self._rwsplit_call
         if options is None:
             options = getattr(clause, "_execution_options", None)
-        decision = engine.router.decide(clause, state, options, hint or self._load_hint(clause))
+        decision = self._rwsplit_decide(clause, state, options, hint or self._load_hint(clause))
         if decision.writes:
             state.wrote(_entities(mapper))
         elif decision.wait_for is not None:
             decision = self._causal_wait(decision)
         self._rwsplit_target = decision.target
-        return engine.engine_for(decision.target)
+        return self._rwsplit_engines[decision.target]
 
     def _causal_wait(self, decision: Decision) -> Decision:
         """Wait on the chosen replica's connection for the session's position; primary if it times out."""
@@ -152,13 +153,13 @@ class RoutingSession(Session):
         return None
 
     def execute(self, statement: Any, params: Any = None, **kw: Any) -> Any:
-        return self._routed(super().execute, statement, params, kw)
+        return self._routed(Session.execute, statement, params, kw)
 
     def scalars(self, statement: Any, params: Any = None, **kw: Any) -> Any:
-        return self._routed(super().scalars, statement, params, kw)
+        return self._routed(Session.scalars, statement, params, kw)
 
     def scalar(self, statement: Any, params: Any = None, **kw: Any) -> Any:
-        return self._routed(super().scalar, statement, params, kw)
+        return self._routed(Session.scalar, statement, params, kw)
 
     def _routed(self, run: Any, statement: Any, params: Any, kw: dict[str, Any]) -> Any:
         """Run one statement with call-level options visible to get_bind, retrying failed replica reads."""
@@ -172,17 +173,19 @@ class RoutingSession(Session):
             own = getattr(statement, "_execution_options", None)
             call_options = {**own, **call_options} if own else call_options
         self._rwsplit_call = (call_options, None)
-        engine = self.routing_engine
-        attempts = engine.policy.retry.replica_attempts
+        attempts: int | None = None
         try:
             while True:
                 self._rwsplit_target = None
                 try:
-                    return run(statement, params, **kw)
+                    return run(self, statement, params, **kw)
                 except DBAPIError as exc:
                     target = self._rwsplit_target
                     if target in (None, PRIMARY) or not is_connection_error(exc):
                         raise
+                    engine = self.routing_engine
+                    if attempts is None:
+                        attempts = engine.policy.retry.replica_attempts
                     engine.report_replica_failure(target, exc)
                     state.failed.add(target)
                     if state.replica == target:

@@ -12,9 +12,7 @@ import logging
 import random
 import threading
 import time
-import traceback
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 
 import pymysql
 import pytest
@@ -23,136 +21,22 @@ import sqlalchemy as sa
 import rwsplit
 from rwsplit.gtid import parse_mariadb
 from rwsplit.sandbox import Sandbox
+from rwsplit.testing import ConsistencyLoad, checksum, create_table, verify_replicated
 
 TABLE = "app.fault_rows"
 
 
 @pytest.fixture(scope="module", autouse=True)
 def fault_table(sandbox: Sandbox) -> Iterator[None]:
-    with sandbox.connect() as conn, conn.cursor() as cur:
-        cur.execute(f"CREATE TABLE {TABLE} (id BIGINT PRIMARY KEY, v VARCHAR(40), at DOUBLE)")
-    sandbox.wait_caught_up()
+    create_table(sandbox, TABLE)
     yield
     with sandbox.connect() as conn, conn.cursor() as cur:
         cur.execute(f"DROP TABLE {TABLE}")
     sandbox.wait_caught_up()
 
 
-@dataclass
-class _Results:
-    acked: dict[int, tuple[str, float]] = field(default_factory=dict)
-    read_errors: list[str] = field(default_factory=list)
-    write_errors: list[str] = field(default_factory=list)
-    ryw_violations: int = 0
-    stale_reads: int = 0
-    reads: int = 0
-    replica_reads: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-class _Workload:
-    """8 threads: writers commit a new row and read it back; readers read random acknowledged rows."""
-
-    def __init__(self, engine: rwsplit.RoutingEngine, mode: str, threads: int = 8) -> None:
-        self.engine = engine
-        self.mode = mode
-        self.results = _Results()
-        self._stop = threading.Event()
-        self._ids = iter(range(random.randrange(1, 10**12), 10**13))
-        self._id_lock = threading.Lock()
-        self._threads = [
-            threading.Thread(target=self._writer if i % 2 == 0 else self._reader, daemon=True)
-            for i in range(threads)
-        ]
-
-    def _next_id(self) -> int:
-        with self._id_lock:
-            return next(self._ids)
-
-    def _writer(self) -> None:
-        Session = rwsplit.sessionmaker(self.engine)
-        r = self.results
-        while not self._stop.is_set():
-            pk, value = self._next_id(), f"v{random.random():.12f}"
-            try:
-                with Session(read_your_writes=self.mode) as s:
-                    s.execute(
-                        sa.text(f"INSERT INTO {TABLE} VALUES (:i, :v, :t)"),
-                        {"i": pk, "v": value, "t": time.time()},
-                    )
-                    s.commit()
-                    with r.lock:
-                        r.acked[pk] = (value, time.time())
-                    got = s.execute(sa.text(f"SELECT v FROM {TABLE} WHERE id = :i"), {"i": pk}).scalar()
-                    if got != value:
-                        with r.lock:
-                            r.ryw_violations += 1
-            except (sa.exc.SQLAlchemyError, rwsplit.RwsplitError) as exc:
-                with r.lock:
-                    r.write_errors.append(f"{type(exc).__name__}: {str(exc)[:200]}\n{traceback.format_exc()}")
-                self._stop.wait(0.05)
-            self._stop.wait(0.005)
-
-    def _reader(self) -> None:
-        Session = rwsplit.sessionmaker(self.engine)
-        r = self.results
-        max_lag = self.engine.policy.max_lag
-        while not self._stop.is_set():
-            with r.lock:
-                sample = random.sample(list(r.acked.items()), 1) if r.acked else []
-            started = time.time()
-            try:
-                with Session(read_your_writes=self.mode) as s:
-                    if sample:
-                        ((pk, (value, acked_at)),) = sample
-                        got = s.execute(sa.text(f"SELECT v FROM {TABLE} WHERE id = :i"), {"i": pk}).scalar()
-                        # Acknowledged longer ago than the lag bound (plus one probe of slack): must be there.
-                        if got is None and started - acked_at > max_lag + 1.0:
-                            with r.lock:
-                                r.stale_reads += 1
-                    else:
-                        s.execute(sa.text("SELECT 1")).scalar()
-                    with r.lock:
-                        r.reads += 1
-                        r.replica_reads += s.last_target != "primary"
-            except (sa.exc.SQLAlchemyError, rwsplit.RwsplitError) as exc:
-                with r.lock:
-                    r.read_errors.append(f"{type(exc).__name__}: {str(exc)[:200]}\n{traceback.format_exc()}")
-            self._stop.wait(0.002)
-
-    def __enter__(self) -> _Workload:
-        for t in self._threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join(30)
-        assert not any(t.is_alive() for t in self._threads), "a worker hung"
-
-
-def _rows(sb: Sandbox, server: str) -> dict[int, str]:
-    with sb.connect(server) as conn, conn.cursor() as cur:
-        cur.execute(f"SELECT id, v FROM {TABLE}")
-        return dict(cur.fetchall())
-
-
-def _checksum(sb: Sandbox, server: str) -> tuple[int, int]:
-    with sb.connect(server) as conn, conn.cursor() as cur:
-        cur.execute(f"SELECT COUNT(*), COALESCE(SUM(CRC32(CONCAT(id, ':', v))), 0) FROM {TABLE}")
-        count, total = cur.fetchone()
-        return int(count), int(total)
-
-
-def _verify_nothing_lost(sb: Sandbox, results: _Results) -> None:
-    sb.wait_caught_up(timeout=30)
-    on_primary = _rows(sb, "primary")
-    missing = {pk for pk, (value, _) in results.acked.items() if on_primary.get(pk) != value}
-    assert not missing, f"{len(missing)} acknowledged writes missing on the primary"
-    expected = _checksum(sb, "primary")
-    for replica in ("replica1", "replica2"):
-        assert _checksum(sb, replica) == expected, f"{replica} differs from the primary"
+def _load(engine: rwsplit.RoutingEngine, mode: str) -> ConsistencyLoad:
+    return ConsistencyLoad(engine, TABLE, mode=mode, threads=8)
 
 
 def _wait_for(predicate: Callable[[], bool], timeout: float) -> None:
@@ -182,7 +66,7 @@ def engine(sandbox: Sandbox, caught_up) -> Iterator[rwsplit.RoutingEngine]:
 
 @pytest.mark.parametrize("mode", ["session", "causal"])
 def test_replica_killed_mid_run(sandbox: Sandbox, engine: rwsplit.RoutingEngine, mode: str) -> None:
-    with _Workload(engine, mode) as load:
+    with _load(engine, mode) as load:
         time.sleep(1.0)
         sandbox.kill(1)
         time.sleep(1.5)
@@ -195,13 +79,13 @@ def test_replica_killed_mid_run(sandbox: Sandbox, engine: rwsplit.RoutingEngine,
     assert r.write_errors == [], "\n".join(r.write_errors)
     assert r.ryw_violations == 0 and r.stale_reads == 0
     assert r.reads > 50 and r.replica_reads > 0 and len(r.acked) > 20
-    _verify_nothing_lost(sandbox, r)
+    verify_replicated(sandbox, TABLE, r)
 
 
 def test_paused_and_broken_replicas_are_excluded_and_reported(
     sandbox: Sandbox, engine: rwsplit.RoutingEngine
 ) -> None:
-    with _Workload(engine, "session") as load:
+    with _load(engine, "session") as load:
         time.sleep(0.5)
         sandbox.pause_replica(1)
         sandbox.break_replica(2)
@@ -220,7 +104,7 @@ def test_paused_and_broken_replicas_are_excluded_and_reported(
     r = load.results
     assert r.read_errors == [] and r.write_errors == []
     assert r.stale_reads == 0 and r.ryw_violations == 0
-    _verify_nothing_lost(sandbox, r)
+    verify_replicated(sandbox, TABLE, r)
 
 
 @pytest.mark.parametrize("mode", ["session", "causal"])
@@ -228,7 +112,7 @@ def test_primary_killed_reads_continue_writes_fail_fast_then_recover(
     sandbox: Sandbox, engine: rwsplit.RoutingEngine, mode: str
 ) -> None:
     password = sa.make_url(sandbox.primary_url).password
-    with _Workload(engine, mode) as load:
+    with _load(engine, mode) as load:
         time.sleep(1.0)
         sandbox.kill("primary")
         killed_at = time.monotonic()
@@ -259,11 +143,11 @@ def test_primary_killed_reads_continue_writes_fail_fast_then_recover(
     ]
     assert r.ryw_violations == 0
     assert recovered_at - killed_at < 30
-    _verify_nothing_lost(sandbox, r)
+    verify_replicated(sandbox, TABLE, r)
 
 
 def test_a_frozen_replica_never_hangs_the_app(sandbox: Sandbox, engine: rwsplit.RoutingEngine) -> None:
-    with _Workload(engine, "session") as load:
+    with _load(engine, "session") as load:
         time.sleep(0.5)
         sandbox.freeze(2)
         try:
@@ -276,7 +160,7 @@ def test_a_frozen_replica_never_hangs_the_app(sandbox: Sandbox, engine: rwsplit.
     r = load.results
     assert r.read_errors == [] and r.write_errors == []
     assert r.ryw_violations == 0
-    _verify_nothing_lost(sandbox, r)
+    verify_replicated(sandbox, TABLE, r)
 
 
 def test_a_frozen_primary_bounds_every_wait(sandbox: Sandbox, engine: rwsplit.RoutingEngine) -> None:
@@ -334,7 +218,7 @@ def test_hostile_sql_never_reaches_a_replica(
 ) -> None:
     caught_up()
     before = {r: sandbox.replica_gtid(r) for r in (1, 2)}
-    rows_before = {r: _checksum(sandbox, f"replica{r}") for r in (1, 2)}
+    rows_before = {r: checksum(sandbox, f"replica{r}", TABLE) for r in (1, 2)}
     Session = rwsplit.sessionmaker(engine)
     for sql in HOSTILE:
         with Session(read_your_writes="off") as s:
@@ -353,7 +237,7 @@ def test_hostile_sql_never_reaches_a_replica(
         assert parse_mariadb(sandbox.replica_gtid(r)).covers(parse_mariadb(before[r]))
     caught_up()
     for r in (1, 2):
-        assert _checksum(sandbox, f"replica{r}") == _checksum(sandbox, "primary")
+        assert checksum(sandbox, f"replica{r}", TABLE) == checksum(sandbox, "primary", TABLE)
     assert rows_before  # the replicas were compared before and after
 
 
