@@ -34,6 +34,7 @@ from sqlalchemy.pool import NullPool
 
 from .engine import create_engine as create_routing_engine
 from .errors import RwsplitError
+from .policy import check_count, check_seconds
 from .sandbox import Sandbox
 from .session import sessionmaker as routing_sessionmaker
 
@@ -176,24 +177,6 @@ def _parse_url(value: str, what: str) -> URL:
     return url
 
 
-def _whole(name: str, value: object, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ValueError(f"{name} must be a whole number from {low} to {high}, got {value!r}")
-    return value
-
-
-def _seconds(name: str, value: object, *, positive: bool) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{name} must be a number of seconds, got {value!r}")
-    v = float(value)
-    if not math.isfinite(v) or v < 0 or (positive and v == 0) or v > _MAX_SECONDS:
-        bound = "> 0" if positive else "≥ 0"
-        raise ValueError(
-            f"{name} must be a number of seconds {bound} and ≤ {_MAX_SECONDS:.0f}, got {value!r}"
-        )
-    return v
-
-
 @dataclass(frozen=True)
 class BenchConfig:
     """Everything one bench run needs, checked at construction (``ValueError`` naming the option).
@@ -217,10 +200,11 @@ class BenchConfig:
     plot_path: Path | None = None
 
     def __post_init__(self) -> None:
-        _whole("--threads", self.threads, 1, 256)
-        _whole("--keys", self.keys, 1, 1_000_000)
-        object.__setattr__(self, "duration", _seconds("--duration", self.duration, positive=True))
-        object.__setattr__(self, "max_lag", _seconds("--max-lag", self.max_lag, positive=False))
+        check_count("--threads", self.threads, 1, 256)
+        check_count("--keys", self.keys, 1, 1_000_000)
+        duration = check_seconds("--duration", self.duration, allow_zero=False, upper=_MAX_SECONDS)
+        object.__setattr__(self, "duration", duration)
+        object.__setattr__(self, "max_lag", check_seconds("--max-lag", self.max_lag, upper=_MAX_SECONDS))
         ratio = self.write_ratio
         if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio <= 1:
             raise ValueError(f"--write-ratio must be a number from 0 to 1, got {ratio!r}")

@@ -165,76 +165,46 @@ def delay(server: str, seconds: int, directory: Path) -> None:
     click.echo(f"{server}: applying events {seconds} s after the primary wrote them")
 
 
-@sandbox.command()
-@_server_argument
-@dir_option
-def pause(server: str, directory: Path) -> None:
-    """Stop a replica's SQL thread (it falls behind until resumed)."""
-    _attach(directory).pause_replica(_server_key(server))
-    click.echo(f"{server}: SQL thread stopped")
+_INJECTIONS = {
+    # command: (Sandbox method, help, what to print; {server} is the argument)
+    "pause": (
+        "pause_replica",
+        "Stop a replica's SQL thread (it falls behind until resumed).",
+        "{server}: SQL thread stopped",
+    ),
+    "resume": ("resume_replica", "Start a replica's SQL thread again.", "{server}: SQL thread started"),
+    "kill": ("kill", "SIGKILL a server (primary, replicaN or N).", "{server}: killed"),
+    "start": ("start", "Start a killed server again (a replica resumes replication).", "{server}: started"),
+    "break": (
+        "break_replica",
+        "Break a replica's replication with a duplicate-key error (until repair).",
+        "{server}: replication broken (duplicate key); undo with: rwsplit sandbox repair {server}",
+    ),
+    "repair": (
+        "repair_replica",
+        "Repair a replica broken with `break` and restart its replication.",
+        "{server}: repaired, replication restarted",
+    ),
+    "freeze": (
+        "freeze",
+        "SIGSTOP a server: connections stay open but nothing answers (until thaw).",
+        "{server}: frozen (SIGSTOP)",
+    ),
+    "thaw": ("thaw", "SIGCONT a frozen server.", "{server}: thawed (SIGCONT)"),
+}
 
 
-@sandbox.command()
-@_server_argument
-@dir_option
-def resume(server: str, directory: Path) -> None:
-    """Start a replica's SQL thread again."""
-    _attach(directory).resume_replica(_server_key(server))
-    click.echo(f"{server}: SQL thread started")
+def _injection_command(name: str, method: str, help_text: str, done: str) -> None:
+    def command(server: str, directory: Path) -> None:
+        getattr(_attach(directory), method)(_server_key(server))
+        click.echo(done.format(server=server))
+
+    command.__doc__ = help_text
+    sandbox.command(name)(_server_argument(dir_option(command)))
 
 
-@sandbox.command()
-@_server_argument
-@dir_option
-def kill(server: str, directory: Path) -> None:
-    """SIGKILL a server (primary, replicaN or N)."""
-    _attach(directory).kill(_server_key(server))
-    click.echo(f"{server}: killed")
-
-
-@sandbox.command()
-@_server_argument
-@dir_option
-def start(server: str, directory: Path) -> None:
-    """Start a killed server again (a replica resumes replication)."""
-    _attach(directory).start(_server_key(server))
-    click.echo(f"{server}: started")
-
-
-@sandbox.command("break")
-@_server_argument
-@dir_option
-def break_(server: str, directory: Path) -> None:
-    """Break a replica's replication with a duplicate-key error (until repair)."""
-    _attach(directory).break_replica(_server_key(server))
-    click.echo(f"{server}: replication broken (duplicate key); undo with: rwsplit sandbox repair {server}")
-
-
-@sandbox.command()
-@_server_argument
-@dir_option
-def repair(server: str, directory: Path) -> None:
-    """Repair a replica broken with `break` and restart its replication."""
-    _attach(directory).repair_replica(_server_key(server))
-    click.echo(f"{server}: repaired, replication restarted")
-
-
-@sandbox.command()
-@_server_argument
-@dir_option
-def freeze(server: str, directory: Path) -> None:
-    """SIGSTOP a server: connections stay open but nothing answers (until thaw)."""
-    _attach(directory).freeze(_server_key(server))
-    click.echo(f"{server}: frozen (SIGSTOP)")
-
-
-@sandbox.command()
-@_server_argument
-@dir_option
-def thaw(server: str, directory: Path) -> None:
-    """SIGCONT a frozen server."""
-    _attach(directory).thaw(_server_key(server))
-    click.echo(f"{server}: thawed (SIGCONT)")
+for _name, (_method, _help, _done) in _INJECTIONS.items():
+    _injection_command(_name, _method, _help, _done)
 
 
 @cli.command("status")

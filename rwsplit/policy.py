@@ -49,7 +49,7 @@ def check_choice(name: str, value: object, accepted: Iterable[str]) -> str:
     return str(value)
 
 
-def _check_count(name: str, value: object, low: int, high: int) -> int:
+def check_count(name: str, value: object, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise ValueError(f"{name} must be a whole number from {low} to {high}, got {value!r}")
     return value
@@ -73,8 +73,8 @@ class Retry:
     primary_timeout: float = 3.0
 
     def __post_init__(self) -> None:
-        _check_count("Retry.replica_attempts", self.replica_attempts, 0, 100)
-        _check_count("Retry.primary_attempts", self.primary_attempts, 1, 100)
+        check_count("Retry.replica_attempts", self.replica_attempts, 0, 100)
+        check_count("Retry.primary_attempts", self.primary_attempts, 1, 100)
         check_seconds("Retry.backoff", self.backoff)
         check_seconds("Retry.max_backoff", self.max_backoff)
         check_seconds("Retry.primary_timeout", self.primary_timeout, allow_zero=False)
