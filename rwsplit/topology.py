@@ -109,7 +109,11 @@ class Snapshot:
 
 
 def _eligible(r: ServerState, max_lag: float, primary_down: bool) -> bool:
-    if not r.reachable or r.tripped or r.lag is None or r.lag > max_lag or not r.sql_running:
+    lag = r.lag
+    if not r.reachable or r.tripped or lag is None or lag > max_lag or not r.sql_running:
+        return False
+    # Behind at the last probe, it may have fallen further behind since: count the probe's age.
+    if lag > 0 and r.measured_at is not None and lag + (time.time() - r.measured_at) > max_lag:
         return False
     # With the primary down the IO thread cannot run; the last measured lag stands in.
     return bool(r.io_running) or primary_down
