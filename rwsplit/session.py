@@ -42,7 +42,8 @@ class RoutingSession(Session):
     """A Session whose reads go to replicas and whose writes go to the primary.
 
     Extra keywords: ``routing_engine`` (required; :func:`sessionmaker` passes it), ``max_lag``
-    and ``read_your_writes`` (per-session overrides of the engine's defaults).
+    and ``read_your_writes`` (per-session overrides of the engine's defaults) and ``after`` (a
+    consistency token whose position causal reads must see).
     """
 
     def __init__(
