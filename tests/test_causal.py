@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from waiting import wait_for
 
 import rwsplit
 from rwsplit.causal import decode_token, encode_token
@@ -45,14 +46,6 @@ def causal(sandbox: Sandbox, tables: None, caught_up) -> Iterator[rwsplit.Routin
     )
     yield eng
     eng.dispose()
-
-
-def _wait_until(predicate, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout} s")
-        time.sleep(0.05)
 
 
 def _next_id() -> int:
@@ -109,7 +102,7 @@ def test_with_a_delayed_replica_reads_avoid_or_wait_on_it(
     sandbox.delay_replica(1, 2)
     writer.start()
     try:
-        _wait_until(lambda: (causal.monitor.snapshot().replica("replica1").lag_average or 0) > 0.5, 10)
+        wait_for(lambda: (causal.monitor.snapshot().replica("replica1").lag_average or 0) > 0.5, 10)
         violations, on_replica = _flows(causal, 100)
         assert violations == 0
         assert on_replica >= 90

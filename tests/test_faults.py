@@ -12,11 +12,12 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pymysql
 import pytest
 import sqlalchemy as sa
+from waiting import wait_for
 
 import rwsplit
 from rwsplit.gtid import parse_mariadb
@@ -37,14 +38,6 @@ def fault_table(sandbox: Sandbox) -> Iterator[None]:
 
 def _load(engine: rwsplit.RoutingEngine, mode: str) -> ConsistencyLoad:
     return ConsistencyLoad(engine, TABLE, mode=mode, threads=8)
-
-
-def _wait_for(predicate: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout} s")
-        time.sleep(0.05)
 
 
 def _row(engine: rwsplit.RoutingEngine, name: str) -> rwsplit.ServerReport:
@@ -72,7 +65,7 @@ def test_replica_killed_mid_run(sandbox: Sandbox, engine: rwsplit.RoutingEngine,
         time.sleep(1.5)
         assert not _row(engine, "replica1").eligible
         sandbox.start(1)
-        _wait_for(lambda: _row(engine, "replica1").eligible, 10)
+        wait_for(lambda: _row(engine, "replica1").eligible, 10)
         time.sleep(0.5)
     r = load.results
     assert r.read_errors == [], "\n".join(r.read_errors)
@@ -90,7 +83,7 @@ def test_paused_and_broken_replicas_are_excluded_and_reported(
         sandbox.pause_replica(1)
         sandbox.break_replica(2)
         try:
-            _wait_for(
+            wait_for(
                 lambda: not _row(engine, "replica1").eligible and not _row(engine, "replica2").eligible, 3
             )
             broken = _row(engine, "replica2")
@@ -100,7 +93,7 @@ def test_paused_and_broken_replicas_are_excluded_and_reported(
         finally:
             sandbox.resume_replica(1)
             sandbox.repair_replica(2)
-        _wait_for(lambda: _row(engine, "replica1").eligible and _row(engine, "replica2").eligible, 10)
+        wait_for(lambda: _row(engine, "replica1").eligible and _row(engine, "replica2").eligible, 10)
     r = load.results
     assert r.read_errors == [] and r.write_errors == []
     assert r.stale_reads == 0 and r.ryw_violations == 0
@@ -130,7 +123,7 @@ def test_primary_killed_reads_continue_writes_fail_fast_then_recover(
             assert load.results.reads > reads_while_down  # reads kept flowing to replicas
         sandbox.start("primary")
         recovered_at = time.monotonic()
-        _wait_for(lambda: _row(engine, "primary").reachable, 10)
+        wait_for(lambda: _row(engine, "primary").reachable, 10)
         time.sleep(1.5)
         acked_before = len(load.results.acked)
         time.sleep(1.0)
@@ -151,12 +144,12 @@ def test_a_frozen_replica_never_hangs_the_app(sandbox: Sandbox, engine: rwsplit.
         time.sleep(0.5)
         sandbox.freeze(2)
         try:
-            _wait_for(lambda: not _row(engine, "replica2").eligible, 3)
+            wait_for(lambda: not _row(engine, "replica2").eligible, 3)
             time.sleep(4.0)  # longer than read_timeout: any read stuck on it has timed out and retried
             assert engine.monitor.alive
         finally:
             sandbox.thaw(2)
-        _wait_for(lambda: _row(engine, "replica2").eligible, 10)
+        wait_for(lambda: _row(engine, "replica2").eligible, 10)
     r = load.results
     assert r.read_errors == [] and r.write_errors == []
     assert r.ryw_violations == 0
@@ -167,7 +160,7 @@ def test_a_frozen_primary_bounds_every_wait(sandbox: Sandbox, engine: rwsplit.Ro
     Session = rwsplit.sessionmaker(engine)
     sandbox.freeze("primary")
     try:
-        _wait_for(lambda: not _row(engine, "primary").reachable, 3)
+        wait_for(lambda: not _row(engine, "primary").reachable, 3)
         with Session() as s:
             assert s.execute(sa.text("SELECT 1")).scalar() == 1
             assert s.last_target != "primary"
@@ -178,7 +171,7 @@ def test_a_frozen_primary_bounds_every_wait(sandbox: Sandbox, engine: rwsplit.Ro
         assert time.monotonic() - started < 10.0
     finally:
         sandbox.thaw("primary")
-    _wait_for(lambda: _row(engine, "primary").reachable, 10)
+    wait_for(lambda: _row(engine, "primary").reachable, 10)
     with Session() as s:
         s.execute(sa.text(f"INSERT INTO {TABLE} VALUES (3, 'after thaw', 0)"))
         s.commit()

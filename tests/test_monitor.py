@@ -8,23 +8,15 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
+from waiting import wait_for
 
 import rwsplit
 from rwsplit.gtid import parse_mariadb
 from rwsplit.sandbox import Sandbox
-
-
-def _wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.02) -> float:
-    start = time.monotonic()
-    while not predicate():
-        if time.monotonic() - start > timeout:
-            pytest.fail(f"condition not met within {timeout} s")
-        time.sleep(interval)
-    return time.monotonic() - start
 
 
 def _status(engine: rwsplit.RoutingEngine) -> dict[str, rwsplit.ServerReport]:
@@ -154,7 +146,7 @@ def test_heartbeat_and_seconds_behind_sources(sandbox: Sandbox, caught_up) -> No
             assert 0.0 <= r.raw_lag < 0.5  # heartbeat written every 0.1 s, replica caught up
             sandbox.pause_replica(1)
             try:
-                _wait_for(lambda: (hb.monitor.snapshot().replica("replica1").raw_lag or 0) > 0.6, 5)
+                wait_for(lambda: (hb.monitor.snapshot().replica("replica1").raw_lag or 0) > 0.6, 5)
             finally:
                 sandbox.resume_replica(1)
             s = sb.monitor.snapshot().replica("replica2")
@@ -176,13 +168,13 @@ def test_paused_sql_thread_is_excluded_within_1_s_and_readmitted_within_1_s(
     assert _status(engine)["replica2"].eligible
     sandbox.pause_replica(2)
     try:
-        took = _wait_for(lambda: not _status(engine)["replica2"].eligible, 1.0)
+        took = wait_for(lambda: not _status(engine)["replica2"].eligible, 1.0)
         assert took <= 1.0
         row = _status(engine)["replica2"]
         assert row.reachable and row.replicating is False
     finally:
         sandbox.resume_replica(2)
-    took = _wait_for(lambda: _status(engine)["replica2"].eligible, 1.0)
+    took = wait_for(lambda: _status(engine)["replica2"].eligible, 1.0)
     assert took <= 1.0
 
 
@@ -192,17 +184,17 @@ def test_lag_over_the_bound_excludes_and_catching_up_readmits(
     with _Writer(sandbox, ticks):
         sandbox.pause_replica(1)
         try:
-            _wait_for(lambda: (engine.monitor.snapshot().replica("replica1").raw_lag or 0) > 0.3, 3)
+            wait_for(lambda: (engine.monitor.snapshot().replica("replica1").raw_lag or 0) > 0.3, 3)
         finally:
             sandbox.resume_replica(1)
         sandbox.delay_replica(1, 3)
         try:
-            took = _wait_for(lambda: not _status(engine)["replica1"].eligible, 3.0)
+            took = wait_for(lambda: not _status(engine)["replica1"].eligible, 3.0)
             assert took <= 3.0
             assert _status(engine)["replica2"].eligible
         finally:
             sandbox.delay_replica(1, 0)
-        _wait_for(lambda: _status(engine)["replica1"].eligible, 3.0)
+        wait_for(lambda: _status(engine)["replica1"].eligible, 3.0)
     caught_up()
 
 
@@ -213,7 +205,7 @@ def test_per_call_max_lag_changes_eligibility(
     with _Writer(sandbox, ticks):
         sandbox.delay_replica(1, 2)
         try:
-            _wait_for(lambda: (engine.monitor.snapshot().replica("replica1").lag or 0) > 0.8, 5)
+            wait_for(lambda: (engine.monitor.snapshot().replica("replica1").lag or 0) > 0.8, 5)
             snap = engine.monitor.snapshot()
             assert [r.name for r in snap.eligible(0.5)] == ["replica2"]
             assert [r.name for r in snap.eligible(30)] == ["replica1", "replica2"]
@@ -247,7 +239,7 @@ def test_killed_replica_is_excluded_at_once_and_readmitted_after_restart(
         finally:
             sandbox.start(first)
     caught_up()
-    _wait_for(lambda: _status(engine)[first].eligible, 5.0)
+    wait_for(lambda: _status(engine)[first].eligible, 5.0)
     seen = set()
     for _ in range(40):
         with Session() as s:
@@ -261,8 +253,8 @@ def test_all_replicas_ineligible_reads_go_to_the_primary_or_raise(sandbox: Sandb
     sandbox.pause_replica(1)
     sandbox.pause_replica(2)
     try:
-        _wait_for(lambda: not any(r.eligible for r in engine.status() if r.role == "replica"), 2)
-        _wait_for(lambda: not any(r.eligible for r in strict.status() if r.role == "replica"), 2)
+        wait_for(lambda: not any(r.eligible for r in engine.status() if r.role == "replica"), 2)
+        wait_for(lambda: not any(r.eligible for r in strict.status() if r.role == "replica"), 2)
         with rwsplit.sessionmaker(engine)() as s:
             assert _where(s, sandbox) == "primary"
             assert s.last_target == "primary"
@@ -296,7 +288,7 @@ def test_primary_killed_reads_continue_writes_fail_clearly_then_recover(
         assert time.monotonic() - started < 5.0
         message = str(err.value)
         assert "primary" in message and "***" in message and password not in message
-        _wait_for(lambda: not _status(engine)["primary"].reachable, 2)
+        wait_for(lambda: not _status(engine)["primary"].reachable, 2)
         assert all(_status(engine)[r].eligible for r in ("replica1", "replica2"))
     finally:
         sandbox.start("primary")

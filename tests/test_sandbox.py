@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pymysql
 import pytest
+from waiting import wait_for
 
 from rwsplit.errors import SandboxError, ServerBinariesNotFound
 from rwsplit.sandbox import STATE_FILE, Sandbox, find_server_binaries
@@ -28,16 +29,6 @@ def _exec(sb: Sandbox, server: str | int, *sql: str) -> None:
     with sb.connect(server) as conn, conn.cursor() as cur:
         for stmt in sql:
             cur.execute(stmt)
-
-
-def _wait_for(predicate, timeout: float, interval: float = 0.05) -> float:
-    """Seconds until ``predicate()`` became true; fails the test after ``timeout``."""
-    start = time.monotonic()
-    while not predicate():
-        if time.monotonic() - start > timeout:
-            pytest.fail(f"condition not met within {timeout} s")
-        time.sleep(interval)
-    return time.monotonic() - start
 
 
 @pytest.fixture()
@@ -111,7 +102,7 @@ def test_delay_makes_measurable_lag(sandbox: Sandbox, table: str, caught_up) -> 
         _exec(sandbox, "primary", f"INSERT INTO {table} VALUES (2, 'late')")
         sandbox.wait_caught_up(replicas=[2], timeout=5)
         assert _scalar(sandbox, 1, f"SELECT COUNT(*) FROM {table} WHERE id = 2") == 0
-        _wait_for(lambda: _scalar(sandbox, 1, f"SELECT COUNT(*) FROM {table} WHERE id = 2") == 1, 10)
+        wait_for(lambda: _scalar(sandbox, 1, f"SELECT COUNT(*) FROM {table} WHERE id = 2") == 1, 10)
         lag = time.monotonic() - written
         assert 1.5 <= lag <= 5.0, lag
     finally:
@@ -157,7 +148,7 @@ def test_killed_primary_comes_back_and_replicas_reconnect(sandbox: Sandbox, tabl
     sandbox.kill("primary")
     with pytest.raises(pymysql.err.OperationalError):
         _scalar(sandbox, "primary", "SELECT 1")
-    _wait_for(lambda: {r.name: r for r in sandbox.status()}["replica2"].io_running != "Yes", 10)
+    wait_for(lambda: {r.name: r for r in sandbox.status()}["replica2"].io_running != "Yes", 10)
     sandbox.start("primary")
     _exec(sandbox, "primary", f"INSERT INTO {table} VALUES (5, 'after restart')")
     caught_up()
