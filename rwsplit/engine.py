@@ -12,7 +12,7 @@ import functools
 import logging
 import re
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +44,7 @@ __all__ = ["create_engine", "RoutingEngine", "RoutingConnection", "ServerReport"
 log = logging.getLogger("rwsplit")
 
 _MYSQL_BACKENDS = ("mysql", "mariadb")
+RETRIED_ON_PRIMARY = "replica read failed; retried on the primary"
 _CONNECTION_ERRNOS = frozenset({1053, 1927, 2003, 2006, 2013, 2055})
 _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")
 _URL_START = re.compile(r"[\s,]+(?=[A-Za-z][A-Za-z0-9+.-]*://)")
@@ -115,6 +116,10 @@ def is_connection_error(exc: BaseException) -> bool:
     if isinstance(exc, pymysql.err.OperationalError) and exc.args:
         return exc.args[0] in _CONNECTION_ERRNOS
     return isinstance(exc, (ConnectionError, TimeoutError))
+
+
+class _ReplicaReadFailed(Exception):
+    """A read failed on a replica's connection: the one exception tenacity retries elsewhere."""
 
 
 def _checked_out(engines: Mapping[str, Engine], name: str) -> int:
@@ -224,6 +229,81 @@ class RoutingEngine:
     def report_replica_failure(self, name: str, exc: BaseException) -> None:
         self.monitor.mark_down(name, f"read failed: {type(getattr(exc, 'orig', exc)).__name__}")
 
+    # ------------------------------------------------------------------ read failover
+    def _take_out(self, state: ConsistencyState, target: str, exc: BaseException, forget: Any) -> None:
+        """A replica's connection failed: out at once for everyone, for good for this transaction."""
+        self.report_replica_failure(target, exc)
+        state.failed.add(target)
+        if state.replica == target:
+            state.replica = None
+        forget(target)
+
+    def recover_read(
+        self,
+        state: ConsistencyState,
+        error: DBAPIError,
+        attempt: Callable[[str | None], Any],
+        last_target: Callable[[], str | None],
+        forget: Callable[[str], None],
+    ) -> Any:
+        """After a failed statement: re-raise, or retry a failed replica read elsewhere.
+
+        ``attempt(hint)`` runs the statement once more, routed afresh (``hint`` sends it to the
+        primary); ``last_target()`` says where the last attempt went; ``forget(name)`` drops that
+        replica's dead connection. Other replicas are tried with tenacity within
+        ``Retry.replica_attempts``/``replica_timeout``, then the primary. Nothing that failed on
+        the primary is re-sent.
+        """
+        target = last_target()
+        if target in (None, PRIMARY) or not is_connection_error(error):
+            raise error
+        self._take_out(state, target, error, forget)  # type: ignore[arg-type]
+        retry = self.policy.retry
+        if retry.replica_attempts:
+            retrying = tenacity.Retrying(
+                stop=tenacity.stop_after_attempt(retry.replica_attempts)
+                | tenacity.stop_after_delay(retry.replica_timeout),
+                retry=tenacity.retry_if_exception_type(_ReplicaReadFailed),
+                reraise=True,
+            )
+            with contextlib.suppress(_ReplicaReadFailed):
+                for trying in retrying:
+                    with trying:
+                        try:
+                            return attempt(None)
+                        except DBAPIError as exc:
+                            target = last_target()
+                            if target in (None, PRIMARY) or not is_connection_error(exc):
+                                raise
+                            self._take_out(state, target, exc, forget)  # type: ignore[arg-type]
+                            raise _ReplicaReadFailed from exc
+        return attempt(RETRIED_ON_PRIMARY)
+
+    def await_position(
+        self,
+        state: ConsistencyState,
+        decision: Decision,
+        connect: Callable[[], Connection],
+        forget: Callable[[str], None],
+    ) -> Decision:
+        """Run a causal decision's bounded wait on its replica; the primary if it is not reached."""
+        target, position = decision.target, decision.wait_for
+        assert position is not None
+        try:
+            reached = self.causal_wait(connect(), position)
+        except DBAPIError as exc:
+            if not is_connection_error(exc):
+                raise
+            self._take_out(state, target, exc, forget)
+            reached = False
+        if not reached:
+            state.replica = None
+            return Decision(PRIMARY, "causal: replica did not reach the position in time")
+        state.confirm(target, position)
+        state.advance(position)
+        state.replica = target
+        return decision
+
     def connect(
         self, *, max_lag: float | None = None, read_your_writes: str | None = None, after: str | None = None
     ) -> RoutingConnection:
@@ -312,6 +392,7 @@ class RoutingConnection:
         self._primary: Connection | None = None
         self._replica: tuple[str, Connection] | None = None
         self.closed = False
+        self.last_target: str | None = None
 
     # ---------------------------------------------------------------- executing
     def execute(self, statement: Any, parameters: Any = None, *, execution_options: Any = None) -> Any:
@@ -343,44 +424,35 @@ class RoutingConnection:
     def _route(self, statement: Any, execution_options: Any, run: Any) -> Any:
         if self.closed:
             raise sa.exc.ResourceClosedError("this RoutingConnection is closed")
-        decision = self.engine.router.decide(
-            statement, self.state, self._options(statement, execution_options)
-        )
-        return self._run(decision, statement, execution_options, run)
+        options = self._options(statement, execution_options)
 
-    def _run(self, decision: Decision, statement: Any, execution_options: Any, run: Any) -> Any:
-        attempts = self.engine.policy.retry.replica_attempts
-        while True:
-            if decision.on_primary:
-                if decision.writes:
-                    self.state.wrote()
-                return run(self._primary_connection())
-            try:
-                conn = self._replica_connection(decision.target)
-                if decision.wait_for is not None:
-                    if not self.engine.causal_wait(conn, decision.wait_for):
-                        self.state.replica = None
-                        decision = Decision(PRIMARY, "causal: replica did not reach the position in time")
-                        continue
-                    self.state.confirm(decision.target, decision.wait_for)
-                    self.state.advance(decision.wait_for)
-                    self.state.replica = decision.target
-                return run(conn)
-            except DBAPIError as exc:
-                if not is_connection_error(exc):
-                    raise
-                self._drop_replica()
-                self.engine.report_replica_failure(decision.target, exc)
-                self.state.failed.add(decision.target)
-                if self.state.replica == decision.target:
-                    self.state.replica = None
-                if attempts <= 0:
-                    decision = Decision(PRIMARY, "replica read failed; retried on the primary")
-                else:
-                    attempts -= 1
-                    decision = self.engine.router.read_target(
-                        self.state, self._options(statement, execution_options)
-                    )
+        def attempt(hint: str | None) -> Any:
+            return self._attempt(statement, options, hint, run)
+
+        try:
+            return attempt(None)
+        except DBAPIError as exc:
+            return self.engine.recover_read(
+                self.state, exc, attempt, lambda: self.last_target, lambda _: self._drop_replica()
+            )
+
+    def _attempt(self, statement: Any, options: Any, hint: str | None, run: Any) -> Any:
+        """Route and run the statement once."""
+        self.last_target = None
+        decision = self.engine.router.decide(statement, self.state, options, hint)
+        if decision.wait_for is not None:
+            decision = self.engine.await_position(
+                self.state,
+                decision,
+                lambda: self._replica_connection(decision.target),
+                lambda _: self._drop_replica(),
+            )
+        self.last_target = decision.target
+        if decision.on_primary:
+            if decision.writes:
+                self.state.wrote()
+            return run(self._primary_connection())
+        return run(self._replica_connection(decision.target))
 
     def _primary_connection(self) -> Connection:
         if self._primary is None:

@@ -59,14 +59,16 @@ def check_count(name: str, value: object, low: int, high: int) -> int:
 class Retry:
     """How hard to try before giving up (immutable, like urllib3's ``Retry``).
 
-    ``replica_attempts``: replicas tried for one read that fails with a connection error before it
-    goes to the primary. ``primary_attempts``/``backoff``/``max_backoff``/``primary_timeout``: new
+    ``replica_attempts``/``replica_timeout``: other replicas tried (at most that many, for at most
+    that long) for a read that failed with a connection error before it goes to the primary.
+    ``primary_attempts``/``backoff``/``max_backoff``/``primary_timeout``: new
     connections to the primary are retried with exponential backoff until either bound is hit,
     then :class:`~rwsplit.errors.PrimaryUnavailable` is raised. A statement that may have reached
     the primary is never re-sent.
     """
 
     replica_attempts: int = 2
+    replica_timeout: float = 5.0
     primary_attempts: int = 4
     backoff: float = 0.1
     max_backoff: float = 1.0
@@ -74,6 +76,7 @@ class Retry:
 
     def __post_init__(self) -> None:
         check_count("Retry.replica_attempts", self.replica_attempts, 0, 100)
+        check_seconds("Retry.replica_timeout", self.replica_timeout, allow_zero=False)
         check_count("Retry.primary_attempts", self.primary_attempts, 1, 100)
         check_seconds("Retry.backoff", self.backoff)
         check_seconds("Retry.max_backoff", self.max_backoff)

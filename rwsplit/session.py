@@ -20,8 +20,7 @@ from sqlalchemy.orm.interfaces import UserDefinedOption
 
 from .causal import request_capture, take_captured
 from .classify import PRIMARY
-from .engine import RoutingEngine, is_connection_error
-from .router import Decision
+from .engine import RoutingEngine
 
 __all__ = ["RoutingSession", "sessionmaker", "UsePrimary"]
 
@@ -98,33 +97,15 @@ class RoutingSession(Session):
         if decision.writes:
             state.wrote(_entities(mapper))
         elif decision.wait_for is not None:
-            decision = self._causal_wait(decision)
+            replica = self._rwsplit_engines[decision.target]
+            decision = self.routing_engine.await_position(
+                state,
+                decision,
+                lambda: self.connection(bind_arguments={"bind": replica}),
+                lambda _: _forget_connection(self, replica),
+            )
         self._rwsplit_target = decision.target
         return self._rwsplit_engines[decision.target]
-
-    def _causal_wait(self, decision: Decision) -> Decision:
-        """Wait on the chosen replica's connection for the session's position; primary if it times out."""
-        engine = self.routing_engine
-        state = self.rwsplit_state
-        target, position = decision.target, decision.wait_for
-        assert position is not None
-        replica = engine.engine_for(target)
-        try:
-            reached = engine.causal_wait(self.connection(bind_arguments={"bind": replica}), position)
-        except DBAPIError as exc:
-            if not is_connection_error(exc):
-                raise
-            engine.report_replica_failure(target, exc)
-            state.failed.add(target)
-            _forget_connection(self, replica)
-            reached = False
-        if not reached:
-            state.replica = None
-            return Decision(PRIMARY, "causal: replica did not reach the position in time")
-        state.confirm(target, position)
-        state.advance(position)
-        state.replica = target
-        return decision
 
     def consistency_token(self) -> str:
         """An opaque token of the latest position this session wrote or observed (causal mode).
@@ -174,27 +155,24 @@ class RoutingSession(Session):
             own = getattr(statement, "_execution_options", None)
             call_options = {**own, **call_options} if own else call_options
         self._rwsplit_call = (call_options, None)
-        attempts: int | None = None
         try:
-            while True:
+            self._rwsplit_target = None
+            return run(self, statement, params, **kw)
+        except DBAPIError as exc:
+
+            def attempt(hint: str | None) -> Any:
+                self._rwsplit_call = (call_options, hint)
                 self._rwsplit_target = None
-                try:
-                    return run(self, statement, params, **kw)
-                except DBAPIError as exc:
-                    target = self._rwsplit_target
-                    if target in (None, PRIMARY) or not is_connection_error(exc):
-                        raise
-                    engine = self.routing_engine
-                    if attempts is None:
-                        attempts = engine.policy.retry.replica_attempts
-                    engine.report_replica_failure(target, exc)
-                    state.failed.add(target)
-                    if state.replica == target:
-                        state.replica = None
-                    _forget_connection(self, engine.engine_for(target))
-                    if attempts <= 0:
-                        self._rwsplit_call = (call_options, "replica read failed; retried on the primary")
-                    attempts -= 1
+                return run(self, statement, params, **kw)
+
+            engines = self._rwsplit_engines
+            return self.routing_engine.recover_read(
+                state,
+                exc,
+                attempt,
+                lambda: self._rwsplit_target,
+                lambda target: _forget_connection(self, engines[target]),
+            )
         finally:
             self._rwsplit_call = saved
 

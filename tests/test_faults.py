@@ -359,3 +359,34 @@ def test_pymysql_errors_never_carry_the_password(sandbox: Sandbox) -> None:
     with pytest.raises(pymysql.err.OperationalError) as err:
         pymysql.connect(host=url.host, port=url.port, user=url.username, password=url.password + "x")
     assert url.password not in str(err.value)
+
+
+@pytest.mark.parametrize("attempts", [0, 1, 2])
+def test_failed_replica_reads_retry_within_bounds_then_use_the_primary(
+    sandbox: Sandbox, caught_up, attempts: int
+) -> None:
+    eng = rwsplit.create_engine(
+        sandbox.primary_url, replicas=sandbox.replica_urls, retry=rwsplit.Retry(replica_attempts=attempts)
+    )
+    reports: list[str] = []
+    original = eng.report_replica_failure
+    eng.report_replica_failure = lambda name, exc: (reports.append(name), original(name, exc))  # type: ignore[method-assign]
+    try:
+        with rwsplit.sessionmaker(eng)(read_your_writes="off") as s, eng.connect() as conn:
+            assert s.execute(sa.text("SELECT 1")).scalar() == 1
+            assert conn.execute(sa.text("SELECT 1")).scalar() == 1
+            assert s.last_target.startswith("replica") and conn.last_target.startswith("replica")
+            sandbox.kill(1)
+            sandbox.kill(2)
+            try:
+                assert s.execute(sa.text("SELECT 2")).scalar() == 2
+                assert conn.execute(sa.text("SELECT 2")).scalar() == 2
+                assert (s.last_target, conn.last_target) == ("primary", "primary")
+            finally:
+                sandbox.start(1)
+                sandbox.start(2)
+    finally:
+        eng.dispose()
+    # The session's and the connection's own replica failed; with retries left, the other did too.
+    assert 2 <= len(reports) <= 2 * min(attempts + 1, 2)
+    caught_up()
