@@ -41,7 +41,7 @@ executable types go to the primary.
 
 Results are cached: SQL strings of up to :data:`MAX_CACHED_SQL_LENGTH` characters
 in an LRU of :data:`SQL_CACHE_SIZE` (4096) entries keyed by the string and the
-read-only function set; constructs in an LRU of :data:`CONSTRUCT_CACHE_SIZE`
+read-only function set; constructs in a cache of :data:`CONSTRUCT_CACHE_SIZE`
 (1024) entries keyed by SQLAlchemy's statement cache key (which SQLAlchemy
 memoizes on the statement and reuses when executing it); statements are never
 modified.  Constructs without a cache key are classified on every call.  See
@@ -53,7 +53,6 @@ module's name.
 from __future__ import annotations
 
 import re
-import threading
 import types
 import weakref
 from collections.abc import Hashable, Iterable
@@ -871,18 +870,34 @@ def _classify_str(sql: str, ro: frozenset[str]) -> Route:
 # --------------------------------------------------------------------------------------
 
 
-_miss_args = threading.local()
+class _ShapeCache:
+    """Routes of construct shapes, keyed by SQLAlchemy's cache key; emptied when full.
 
-
-@lru_cache(maxsize=CONSTRUCT_CACHE_SIZE)
-def _construct_route(key: Hashable) -> Route:
-    """The route of the construct whose cache key is ``key``; computed from the statement at hand.
-
-    ``functools.lru_cache`` (C, thread-safe) is several times cheaper per hit than a Python LRU;
-    on a miss the statement itself comes from :data:`_miss_args`, set by the caller just before.
+    A plain dict: a hit is one lookup (atomic under the GIL, no lock); there are rarely more
+    shapes than entries, so starting over when full bounds memory at little cost.
     """
-    stmt, ro, dialect = _miss_args.value
-    return _walk_construct(stmt, ro, dialect)
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self.routes: dict[Hashable, Route] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def put(self, key: Hashable, route: Route) -> None:
+        self.misses += 1
+        if len(self.routes) >= self.maxsize:
+            self.routes.clear()
+        self.routes[key] = route
+
+    def stats(self) -> CacheStats:
+        return CacheStats(self.hits, self.misses, self.maxsize, len(self.routes))
+
+    def clear(self) -> None:
+        self.routes.clear()
+        self.hits = self.misses = 0
+
+
+_shapes = _ShapeCache(CONSTRUCT_CACHE_SIZE)
 
 
 @lru_cache(maxsize=1)
@@ -1083,9 +1098,12 @@ def _classify_select(stmt: Any, ro: frozenset[str], dialect: Dialect | None) -> 
     if cache_key is None:
         return _walk_construct(stmt, ro, dialect)
     key = (cache_key.key, ro, dialect.name if dialect is not None else None)
-    _miss_args.value = (stmt, ro, dialect)
-    route = _construct_route(key)
-    _miss_args.value = None
+    route = _shapes.routes.get(key)
+    if route is None:
+        route = _walk_construct(stmt, ro, dialect)
+        _shapes.put(key, route)
+    else:
+        _shapes.hits += 1
     return route
 
 
@@ -1169,14 +1187,14 @@ def cache_info() -> ClassifyCacheInfo:
     sql = _classify_sql_cached.cache_info()
     return ClassifyCacheInfo(
         sql=CacheStats(sql.hits, sql.misses, sql.maxsize or 0, sql.currsize),
-        constructs=CacheStats(*_construct_route.cache_info()),
+        constructs=_shapes.stats(),
     )
 
 
 def cache_clear() -> None:
     """Empty both classification caches and reset their statistics."""
     _classify_sql_cached.cache_clear()
-    _construct_route.cache_clear()
+    _shapes.clear()
 
 
 classify.cache_info = cache_info  # type: ignore[attr-defined]
