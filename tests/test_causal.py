@@ -94,8 +94,9 @@ def test_with_a_delayed_replica_reads_avoid_or_wait_on_it(
 
     def background_writes() -> None:  # steady traffic, so the delayed replica's lag is visible
         with sandbox.connect() as conn, conn.cursor() as cur:
-            while not stop.is_set():
-                cur.execute("REPLACE INTO app.causal_docs VALUES (1, 1)")
+            cur.execute("INSERT IGNORE INTO app.causal_docs VALUES (1, 0)")
+            while not stop.is_set():  # a real change every time, so every statement is binlogged
+                cur.execute("UPDATE app.causal_docs SET version = version + 1 WHERE id = 1")
                 stop.wait(0.01)
 
     writer = threading.Thread(target=background_writes, daemon=True)
