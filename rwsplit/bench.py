@@ -28,10 +28,11 @@ from typing import Any
 import pymysql
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, registry
 from sqlalchemy.pool import NullPool
 
+from .engine import coerce_servers
 from .engine import create_engine as create_routing_engine
 from .errors import RwsplitError
 from .policy import check_count, check_seconds
@@ -160,23 +161,6 @@ def _mask(url: URL) -> str:
     return url.render_as_string(hide_password=True)
 
 
-def _parse_url(value: str, what: str) -> URL:
-    """A MySQL/MariaDB URL naming a database; errors never echo the (maybe secret) text."""
-    try:
-        url = sa.make_url(value)
-    except ArgumentError:
-        raise ValueError(
-            f"{what} is not a valid SQLAlchemy URL; expected mysql+pymysql://user:password@host:port/db"
-        ) from None
-    if url.get_backend_name() not in ("mysql", "mariadb"):
-        raise ValueError(f"{what} {_mask(url)} is not a MySQL/MariaDB URL (mysql+pymysql://…)")
-    if not url.host and not url.query.get("unix_socket"):
-        raise ValueError(f"{what} {_mask(url)} names no host")
-    if not url.database:
-        raise ValueError(f"{what} {_mask(url)} names no database; the bench table goes there")
-    return url
-
-
 @dataclass(frozen=True)
 class BenchConfig:
     """Everything one bench run needs, checked at construction (``ValueError`` naming the option).
@@ -221,16 +205,14 @@ class BenchConfig:
             if self.replicas:
                 raise ValueError("--replica needs --primary (or give neither to run in a sandbox)")
             return
-        primary = _parse_url(self.primary, "--primary")
         if not self.replicas:
             raise ValueError("--primary needs at least one --replica URL")
-        seen = {(primary.host, primary.port or 3306): "--primary"}
-        for i, text in enumerate(self.replicas, 1):
-            url = _parse_url(text, f"--replica #{i}")
-            where = (url.host, url.port or 3306)
-            if where in seen:
-                raise ValueError(f"--replica #{i} {_mask(url)} is the same server as {seen[where]}")
-            seen[where] = f"--replica #{i}"
+        primary, replicas = coerce_servers(
+            self.primary, self.replicas, primary_label="--primary", replica_label="--replica"
+        )
+        for option, url in (("--primary", primary), *(("--replica", r) for r in replicas)):
+            if not url.database:
+                raise ValueError(f"{option} {_mask(url)} names no database; the bench table goes there")
 
     def _check_injections(self) -> None:
         count = self.replica_count

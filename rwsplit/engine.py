@@ -83,6 +83,25 @@ def _coerce_url(value: object, what: str) -> URL:
     return url
 
 
+def coerce_servers(
+    primary: object, replicas: Sequence[object], *, primary_label: str, replica_label: str
+) -> tuple[URL, list[URL]]:
+    """Parse and check the primary and replica URLs: valid, MySQL/MariaDB, no server twice.
+
+    Errors name the offending option (``primary_label``, ``f"{replica_label} #n"``) and never
+    echo a password.
+    """
+    primary_url = _coerce_url(primary, primary_label)
+    replica_urls = [_coerce_url(r, f"{replica_label} #{i + 1}") for i, r in enumerate(replicas)]
+    seen = {_server_key(primary_url): primary_label}
+    for i, r in enumerate(replica_urls):
+        key = _server_key(r)
+        if key in seen:
+            raise ValueError(f"{replica_label} #{i + 1} ({_mask(r)}) is the same server as {seen[key]}")
+        seen[key] = f"{replica_label} #{i + 1}"
+    return primary_url, replica_urls
+
+
 def _mask_key(key: object) -> str:
     """A user-supplied key for an error message, with any URL password hidden."""
     text = str(key)
@@ -612,20 +631,13 @@ def create_engine(
     ``engine_kwargs`` go to :func:`sqlalchemy.create_engine` for every server (pool sizes,
     ``connect_args``, TLS …); replicas always run in ``AUTOCOMMIT``. See README for every option.
     """
-    primary_url = _coerce_url(url, "the primary URL")
     if isinstance(replicas, (str, bytes, URL)):
         raise TypeError("replicas must be a list of URLs, not a single URL; write replicas=[url]")
-    if isinstance(replicas, Mapping):
-        raise TypeError("replicas must be a list of URLs, not a mapping")
-    if not isinstance(replicas, Iterable):
+    if isinstance(replicas, Mapping) or not isinstance(replicas, Iterable):
         raise TypeError(f"replicas must be a list of URLs, got {type(replicas).__name__}")
-    replica_urls = [_coerce_url(r, f"replica #{i + 1}") for i, r in enumerate(replicas)]
-    seen = {_server_key(primary_url): "the primary"}
-    for i, r in enumerate(replica_urls):
-        key = _server_key(r)
-        if key in seen:
-            raise ValueError(f"replica #{i + 1} ({_mask(r)}) is the same server as {seen[key]}")
-        seen[key] = f"replica #{i + 1}"
+    primary_url, replica_urls = coerce_servers(
+        url, list(replicas), primary_label="the primary", replica_label="replica"
+    )
     if isinstance(read_only_functions, str):
         raise TypeError("read_only_functions must be a list of function names, not a single string")
     policy = RoutingPolicy(

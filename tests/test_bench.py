@@ -343,7 +343,7 @@ def _bad_cases(sandbox: Sandbox) -> list[tuple[list[str], str]]:
         (["--primary", f"mysql+pymysql://app:{_SECRET}@127.0.0.1:1/app", *replicas], "cannot connect"),
         (["--primary", wrong_pw, *replicas], "Access denied"),
         (["--primary", f"not a url {_SECRET}", *replicas], "not a valid SQLAlchemy URL"),
-        (["--primary", f"postgresql://u:{_SECRET}@h/db", *replicas], "not a MySQL/MariaDB URL"),
+        (["--primary", f"postgresql://u:{_SECRET}@h/db", *replicas], "MySQL/MariaDB only"),
         ([*good, "--duration", "0"], "--duration"),
         ([*good, "--duration", "-3"], "--duration"),
         ([*good, "--write-ratio", "1.5"], "--write-ratio"),
