@@ -26,6 +26,7 @@ from typing import Any
 import pymysql
 
 from .errors import SandboxError, ServerBinariesNotFound
+from .gtid import position_variable
 
 __all__ = ["Sandbox", "ServerStatus", "find_server_binaries", "STATE_FILE"]
 
@@ -556,19 +557,20 @@ class Sandbox:
         assert self._state is not None
         return self._state["flavor"] == "mariadb"
 
+    def _gtid(self, cur: Any, role: str) -> str:
+        """The primary's binlog position or a replica's applied one (MariaDB); MySQL's executed set."""
+        cur.execute(f"SELECT @@GLOBAL.{position_variable(self._is_mariadb(), role)}")
+        return str(cur.fetchone()[0])
+
     def primary_gtid(self) -> str:
         """The primary's current binlog GTID position (MariaDB) or executed set (MySQL)."""
-        var = "@@GLOBAL.gtid_binlog_pos" if self._is_mariadb() else "@@GLOBAL.gtid_executed"
         with self.connect("primary") as conn, conn.cursor() as cur:
-            cur.execute(f"SELECT {var}")
-            return str(cur.fetchone()[0])
+            return self._gtid(cur, "primary")
 
     def replica_gtid(self, which: str | int) -> str:
         """What a replica has applied: ``@@gtid_slave_pos`` (MariaDB) or ``@@gtid_executed``."""
-        var = "@@GLOBAL.gtid_slave_pos" if self._is_mariadb() else "@@GLOBAL.gtid_executed"
         with self.connect(which) as conn, conn.cursor() as cur:
-            cur.execute(f"SELECT {var}")
-            return str(cur.fetchone()[0])
+            return self._gtid(cur, "replica")
 
     def wait_caught_up(self, timeout: float = 30.0, replicas: Sequence[str | int] | None = None) -> None:
         """Block until the given (default: all) replicas applied the primary's current position."""
@@ -625,11 +627,7 @@ class Sandbox:
                 try:
                     with self.connect(s["name"], timeout=2) as conn, conn.cursor() as cur:
                         reachable = True
-                        if s["role"] == "primary":
-                            var = "gtid_binlog_pos" if self._is_mariadb() else "gtid_executed"
-                            cur.execute(f"SELECT @@GLOBAL.{var}")
-                            info["gtid_position"] = cur.fetchone()[0]
-                        else:
+                        if s["role"] == "replica":
                             st = self._replication_status(cur) or {}
                             info["io_running"] = st.get("Slave_IO_Running", st.get("Replica_IO_Running"))
                             info["sql_running"] = st.get("Slave_SQL_Running", st.get("Replica_SQL_Running"))
@@ -637,9 +635,7 @@ class Sandbox:
                                 "Seconds_Behind_Master", st.get("Seconds_Behind_Source")
                             )
                             info["last_error"] = st.get("Last_SQL_Error") or st.get("Last_IO_Error") or None
-                            var = "gtid_slave_pos" if self._is_mariadb() else "gtid_executed"
-                            cur.execute(f"SELECT @@GLOBAL.{var}")
-                            info["gtid_position"] = cur.fetchone()[0]
+                        info["gtid_position"] = self._gtid(cur, s["role"])
                 except pymysql.err.MySQLError:
                     reachable = False
             rows.append(

@@ -33,7 +33,7 @@ from typing import Any
 
 import pymysql
 
-from .gtid import Position, parse_mariadb, parse_mysql
+from .gtid import Position, parse_mariadb, parse_mysql, position_variable
 
 __all__ = ["ServerSpec", "ServerState", "Snapshot", "Monitor", "LAG_SOURCES"]
 
@@ -327,17 +327,22 @@ class Monitor:
         self._publish(state)
         return conn
 
-    def _probe_primary(self, spec: ServerSpec, cur: Any, prev: ServerState) -> ServerState:
+    def _read_position(self, spec: ServerSpec, cur: Any) -> tuple[Any, Any, str, Position]:
+        """One query: read_only, server_id and the GTID position (binlog on the primary, applied on
+        a replica; a MySQL replica's executed set counts only its gap-free prefix)."""
         mariadb = self._mariadb[spec.name]
-        sent = self._clock()
-        cur.execute(
-            "SELECT @@GLOBAL.read_only, @@GLOBAL.server_id, "
-            + ("@@GLOBAL.gtid_binlog_pos" if mariadb else "@@GLOBAL.gtid_executed")
-        )
+        primary = spec.role == "primary"
+        var = position_variable(mariadb, spec.role)
+        cur.execute(f"SELECT @@GLOBAL.read_only, @@GLOBAL.server_id, @@GLOBAL.{var}")
         read_only, server_id, raw = cur.fetchone()
         raw = raw or ""
+        position = parse_mariadb(raw) if mariadb else parse_mysql(raw, contiguous=not primary)
+        return read_only, server_id, raw, position
+
+    def _probe_primary(self, spec: ServerSpec, cur: Any, prev: ServerState) -> ServerState:
+        sent = self._clock()
+        read_only, server_id, raw, position = self._read_position(spec, cur)
         now = self._clock()
-        position = parse_mariadb(raw) if mariadb else parse_mysql(raw)
         self._primary_server_id = int(server_id)
         self._timeline.add((sent + now) / 2, position)
         return replace(
@@ -357,14 +362,8 @@ class Monitor:
         cur.execute("SHOW SLAVE STATUS" if mariadb else "SHOW REPLICA STATUS")
         row = cur.fetchone()
         status = dict(zip([d[0] for d in cur.description], row, strict=True)) if row else {}
-        cur.execute(
-            "SELECT @@GLOBAL.read_only, @@GLOBAL.server_id, "
-            + ("@@GLOBAL.gtid_slave_pos" if mariadb else "@@GLOBAL.gtid_executed")
-        )
-        read_only, server_id, raw = cur.fetchone()
-        raw = raw or ""
+        read_only, server_id, raw, position = self._read_position(spec, cur)
         now = self._clock()
-        position = parse_mariadb(raw) if mariadb else parse_mysql(raw, contiguous=True)
         io = _yes(status.get("Slave_IO_Running", status.get("Replica_IO_Running")))
         sql = _yes(status.get("Slave_SQL_Running", status.get("Replica_SQL_Running")))
         error = status.get("Last_SQL_Error") or status.get("Last_IO_Error") or None
