@@ -11,7 +11,14 @@ from ._version import __version__
 from .balancer import LeastOutstanding, Random, RoundRobin, Weighted
 from .causal import consistency, merge_tokens
 from .classify import Route, classify
-from .engine import RoutingConnection, RoutingEngine, ServerReport, create_engine, parse_url_list
+from .engine import (
+    RoutingConnection,
+    RoutingEngine,
+    RoutingTransaction,
+    ServerReport,
+    create_engine,
+    parse_url_list,
+)
 from .errors import (
     NoReplicaAvailable,
     PrimaryUnavailable,
@@ -31,6 +38,7 @@ __all__ = [
     "RoutingEngine",
     "RoutingSession",
     "RoutingConnection",
+    "RoutingTransaction",
     "ServerReport",
     "UsePrimary",
     "Retry",

@@ -39,7 +39,14 @@ from .policy import READ_YOUR_WRITES, ConsistencyState, Retry, RoutingPolicy, ch
 from .router import Decision, Router
 from .topology import LAG_SOURCES, Monitor, ServerSpec
 
-__all__ = ["create_engine", "RoutingEngine", "RoutingConnection", "ServerReport", "parse_url_list"]
+__all__ = [
+    "create_engine",
+    "RoutingEngine",
+    "RoutingConnection",
+    "RoutingTransaction",
+    "ServerReport",
+    "parse_url_list",
+]
 
 log = logging.getLogger("rwsplit")
 
@@ -175,9 +182,11 @@ class RoutingEngine:
         router: Router,
         urls: Mapping[str, str],
         cluster: str,
+        primary_reads: Engine,
     ) -> None:
         self.cluster_id = cluster
         self.primary = primary
+        self._primary_reads = primary_reads
         self._replicas = dict(replicas)
         self.replicas: tuple[Engine, ...] = tuple(self._replicas.values())
         self.monitor = monitor
@@ -194,6 +203,19 @@ class RoutingEngine:
     def engine_for(self, target: str) -> Engine:
         """The SQLAlchemy Engine of ``"primary"`` or a replica name."""
         return self._engines[target]
+
+    def bind_for(self, decision: Decision, state: ConsistencyState) -> Engine:
+        """The Engine a decision runs on: a replica, the primary's transaction, or the primary in autocommit.
+
+        A read that lands on the primary outside a transaction bound there (a fallback, a pin, a
+        hint) runs in autocommit like a replica read: it sees the latest commits and opens no
+        snapshot that later reads would be stuck in.
+        """
+        if not decision.on_primary:
+            return self._engines[decision.target]
+        if decision.writes or state.reads_in_transaction:
+            return self.primary
+        return self._primary_reads
 
     @property
     def engines(self) -> Mapping[str, Engine]:
@@ -332,6 +354,21 @@ class RoutingEngine:
         )
 
     @contextlib.contextmanager
+    def begin(
+        self, *, max_lag: float | None = None, read_your_writes: str | None = None, after: str | None = None
+    ) -> Iterator[RoutingConnection]:
+        """``with engine.begin() as conn:`` — a routed connection whose work commits on success.
+
+        On an exception the transaction rolls back and the exception propagates; the connection
+        is closed either way.
+        """
+        with (
+            self.connect(max_lag=max_lag, read_your_writes=read_your_writes, after=after) as conn,
+            conn.begin(),
+        ):
+            yield conn
+
+    @contextlib.contextmanager
     def read_snapshot(self, *, max_lag: float | None = None) -> Iterator[Connection]:
         """A consistent read-only transaction on one eligible replica (or the primary as fallback).
 
@@ -379,7 +416,7 @@ class RoutingEngine:
     def dispose(self) -> None:
         """Stop the monitor and close every pooled connection."""
         self.monitor.stop()
-        for engine in self._engines.values():
+        for engine in (*self._engines.values(), self._primary_reads):
             engine.dispose()
         self._disposed = True
 
@@ -396,20 +433,58 @@ class RoutingEngine:
     __str__ = __repr__
 
 
+class RoutingTransaction:
+    """What :meth:`RoutingConnection.begin` returns: ``commit()``, ``rollback()`` or a ``with`` block.
+
+    Like SQLAlchemy's ``RootTransaction``: the block commits on success and rolls back on error.
+    """
+
+    def __init__(self, connection: RoutingConnection) -> None:
+        self.connection = connection
+        self.is_active = True
+
+    def commit(self) -> None:
+        if not self.is_active:
+            raise sa.exc.InvalidRequestError("This transaction is inactive")
+        self.connection.commit()
+
+    def rollback(self) -> None:
+        if self.is_active:
+            self.connection.rollback()
+
+    close = rollback
+
+    def __enter__(self) -> RoutingTransaction:
+        return self
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if not self.is_active:
+            return
+        if exc_type is None:
+            self.commit()
+        else:
+            self.rollback()
+
+
 class RoutingConnection:
     """A Core connection that routes each statement: reads to a replica, the rest to the primary.
 
-    Supports ``execute``, ``exec_driver_sql``, ``scalar``, ``scalars``, ``begin`` (a context
-    manager), ``commit``, ``rollback``, ``close``, ``in_transaction`` and ``with`` use. Writes
-    autobegin a transaction on the primary ("commit as you go"); once it wrote, later reads go to
-    the primary too. Replica reads run in autocommit.
+    Supports ``execute``, ``exec_driver_sql``, ``scalar``, ``scalars``, ``begin`` (a
+    :class:`RoutingTransaction`), ``begin_nested`` (a savepoint on the primary), ``commit``,
+    ``rollback``, ``close``, ``in_transaction`` and ``with`` use. Writes autobegin a transaction on
+    the primary ("commit as you go"); once it wrote, later reads go to the primary too. Replica
+    reads, and primary reads outside such a transaction, run in autocommit. Session settings,
+    temporary tables and locks live on the primary connection: after one, every read of this
+    connection goes there, until it closes.
     """
 
     def __init__(self, engine: RoutingEngine, state: ConsistencyState) -> None:
         self.engine = engine
         self.state = state
         self._primary: Connection | None = None
+        self._reader: Connection | None = None
         self._replica: tuple[str, Connection] | None = None
+        self._transaction: RoutingTransaction | None = None
         self.closed = False
         self.last_target: str | None = None
 
@@ -441,8 +516,7 @@ class RoutingConnection:
         return execution_options or own or None
 
     def _route(self, statement: Any, execution_options: Any, run: Any) -> Any:
-        if self.closed:
-            raise sa.exc.ResourceClosedError("this RoutingConnection is closed")
+        self._check_open()
         options = self._options(statement, execution_options)
 
         def attempt(hint: str | None) -> Any:
@@ -458,25 +532,41 @@ class RoutingConnection:
     def _attempt(self, statement: Any, options: Any, hint: str | None, run: Any) -> Any:
         """Route and run the statement once."""
         self.last_target = None
-        decision = self.engine.router.decide(statement, self.state, options, hint)
-        if decision.wait_for is not None:
+        state = self.state
+        decision = self.engine.router.decide(statement, state, options, hint)
+        if decision.writes:
+            state.ran_on_primary(decision.effect)
+            if decision.effect == "session":
+                state.connection_state = True
+        elif decision.wait_for is not None:
             decision = self.engine.await_position(
-                self.state,
+                state,
                 decision,
                 lambda: self._replica_connection(decision.target),
                 lambda _: self._drop_replica(),
             )
         self.last_target = decision.target
-        if decision.on_primary:
-            if decision.writes:
-                self.state.wrote()
+        bind = self.engine.bind_for(decision, state)
+        if bind is self.engine.primary:
             return run(self._primary_connection())
+        if decision.on_primary:
+            return run(self._reader_connection(bind))
         return run(self._replica_connection(decision.target))
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise sa.exc.ResourceClosedError("this RoutingConnection is closed")
 
     def _primary_connection(self) -> Connection:
         if self._primary is None:
             self._primary = self.engine.primary.connect()
         return self._primary
+
+    def _reader_connection(self, bind: Engine) -> Connection:
+        """Primary reads outside a transaction: autocommit, so each sees the latest commits."""
+        if self._reader is None:
+            self._reader = bind.connect()
+        return self._reader
 
     def _replica_connection(self, name: str) -> Connection:
         if self._replica is not None:
@@ -495,28 +585,40 @@ class RoutingConnection:
 
     # ------------------------------------------------------------- transactions
     def in_transaction(self) -> bool:
-        return self._primary is not None and self._primary.in_transaction()
+        return self._transaction is not None or (self._primary is not None and self._primary.in_transaction())
 
-    @contextlib.contextmanager
-    def begin(self) -> Iterator[RoutingConnection]:
-        """A block that commits on success and rolls back on error (writes run on the primary)."""
-        try:
-            yield self
-        except BaseException:
-            self.rollback()
-            raise
-        self.commit()
+    def begin(self) -> RoutingTransaction:
+        """Begin a transaction: commit it, roll it back, or use it as a ``with`` block.
+
+        As in SQLAlchemy, a second ``begin()`` while one is open (or while writes autobegan one)
+        raises ``InvalidRequestError``; use :meth:`begin_nested` for a savepoint.
+        """
+        self._check_open()
+        if self.in_transaction():
+            raise sa.exc.InvalidRequestError(
+                "a transaction is already begun on this RoutingConnection; commit() or rollback() "
+                "it first, or use begin_nested() for a savepoint"
+            )
+        self._transaction = RoutingTransaction(self)
+        return self._transaction
+
+    def begin_nested(self) -> Any:
+        """A SAVEPOINT on the primary (SQLAlchemy's ``NestedTransaction``); the transaction stays there."""
+        self._check_open()
+        self.state.bind_transaction()
+        return self._primary_connection().begin_nested()
 
     def commit(self) -> None:
+        state = self.state
         if self._primary is not None and self._primary.in_transaction():
-            causal = self.state.mode == "causal" and self.state.tx_on_primary
+            causal = state.mode == "causal" and state.tx_wrote
             if causal:
                 request_capture()
             self._primary.commit()
             if causal:
                 captured = take_captured()
-                self.state.committed(self.engine.parse_position(captured) if captured else None)
-        self.state.transaction_ended()
+                state.committed(self.engine.parse_position(captured) if captured else None)
+        self._end_transaction()
 
     def consistency_token(self) -> str:
         """A token of everything this connection wrote or read (``read_your_writes="causal"``)."""
@@ -529,16 +631,26 @@ class RoutingConnection:
     def rollback(self) -> None:
         if self._primary is not None and self._primary.in_transaction():
             self._primary.rollback()
+        self._end_transaction()
+
+    def _end_transaction(self) -> None:
+        if self._transaction is not None:
+            self._transaction.is_active = False
+            self._transaction = None
         self.state.transaction_ended()
 
     def close(self) -> None:
         """Roll back anything uncommitted (as SQLAlchemy does) and return connections to their pools."""
         if self.closed:
             return
+        if self._transaction is not None:
+            self._transaction.is_active = False
+            self._transaction = None
         self._drop_replica()
-        if self._primary is not None:
-            self._primary.close()
-            self._primary = None
+        for conn in (self._reader, self._primary):
+            if conn is not None:
+                conn.close()
+        self._reader = self._primary = None
         self.state.reset()
         self.closed = True
 
@@ -584,6 +696,35 @@ def _retrying_connect(engine: Engine, retry: Retry, masked: str) -> None:
                 f"primary {masked} unreachable after {attempts} attempts in "
                 f"{time.monotonic() - started:.1f} s: {exc.args[-1] if exc.args else exc}"
             ) from None
+
+
+def _no_transaction_control(engine: Engine) -> None:
+    """An AUTOCOMMIT engine has no transaction: COMMIT and savepoints never reach its server.
+
+    Sessions enrol every engine they read from in their transaction; without this, their commit
+    (and begin_nested) would send COMMIT/SAVEPOINT to replica connections, where a dead connection
+    could fail or misreport the primary's commit. A connection switched out of autocommit
+    (``read_snapshot``) keeps normal transaction control.
+    """
+    dialect = engine.dialect
+    autocommit = dialect.detect_autocommit_setting
+    commit = dialect.do_commit
+
+    def do_commit(dbapi_connection: Any) -> None:
+        if not autocommit(dbapi_connection):
+            commit(dbapi_connection)
+
+    def savepoint_op(original: Callable[[Connection, str], None]) -> Callable[[Connection, str], None]:
+        def op(connection: Connection, name: str) -> None:
+            dbapi_connection = connection.connection.dbapi_connection
+            if dbapi_connection is None or not autocommit(dbapi_connection):
+                original(connection, name)
+
+        return op
+
+    dialect.do_commit = do_commit  # type: ignore[method-assign]
+    for name in ("do_savepoint", "do_release_savepoint", "do_rollback_to_savepoint"):
+        setattr(dialect, name, savepoint_op(getattr(dialect, name)))
 
 
 def _flavor_of(dbapi_connection: Any) -> str:
@@ -683,6 +824,10 @@ def create_engine(
     replica_engines = {
         n: sa.create_engine(u, **replica_kwargs) for n, u in zip(names, replica_urls, strict=True)
     }
+    primary_reads = sa.create_engine(primary_url, **replica_kwargs)
+    _retrying_connect(primary_reads, policy.retry, _mask(primary_url))
+    for autocommit_engine in (primary_reads, *replica_engines.values()):
+        _no_transaction_control(autocommit_engine)
 
     monitor = Monitor(
         _spec(PRIMARY, "primary", primary_url, monitor_user, monitor_password, ssl),
@@ -698,7 +843,7 @@ def create_engine(
     urls = {PRIMARY: _mask(primary_url), **{n: _mask(u) for n, u in zip(names, replica_urls, strict=True)}}
     router = Router(policy, monitor, chosen, functools.partial(_checked_out, replica_engines))
     cluster = cluster_id(primary_url.host or "localhost", int(primary_url.port or 3306))
-    engine = RoutingEngine(primary, replica_engines, monitor, router, urls, cluster)
+    engine = RoutingEngine(primary, replica_engines, monitor, router, urls, cluster, primary_reads)
     monitor.start(wait=True)
     log.info("routing engine started: %r", engine)
     for row in engine.status():

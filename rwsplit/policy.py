@@ -131,8 +131,10 @@ class ConsistencyState:
         "pin_window",
         "session_pinned",
         "tx_on_primary",
+        "tx_wrote",
+        "session_wrote",
+        "connection_state",
         "forced",
-        "written_entities",
         "replica",
         "failed",
         "position",
@@ -144,9 +146,11 @@ class ConsistencyState:
         self.max_lag = max_lag
         self.pin_window = pin_window
         self.session_pinned = False
-        self.tx_on_primary = False
+        self.tx_on_primary = False  # the open transaction is bound to the primary (wrote, locked, SET …)
+        self.tx_wrote = False  # … and may have changed data: its commit matters to later reads
+        self.session_wrote = False  # some transaction of this session may have changed data
+        self.connection_state = False  # a Core connection's SET/temporary table/lock lives on its primary
         self.forced = 0
-        self.written_entities: set[type] = set()
         self.replica: str | None = None
         self.failed: set[str] = set()
         self.position = Position()
@@ -158,26 +162,46 @@ class ConsistencyState:
             return "use_primary block"
         if self.tx_on_primary:
             return "transaction wrote or locked on the primary"
+        if self.connection_state:
+            return "connection state (SET, temporary table, lock) lives on the primary connection"
         if self.session_pinned:
             return "read-your-writes: session wrote"
         if self.pin_window and _pinned_until.get() > time.time():
             return "read-your-writes: pin_window after a write in this context"
         return None
 
-    def wrote(self, entities: Iterable[type] = ()) -> None:
-        """Record a write (or a lock) on the primary: the transaction stays there; maybe the session."""
+    @property
+    def reads_in_transaction(self) -> bool:
+        """Primary reads must use the transaction's own connection (else a fresh autocommit one)."""
+        return self.tx_on_primary or self.connection_state
+
+    def wrote(self) -> None:
+        """Record a possible data write on the primary (tables unknown: it may touch anything)."""
         self.tx_on_primary = True
+        self.tx_wrote = True
+        self.session_wrote = True
         if self.mode == "session":
             self.session_pinned = True
-        self.written_entities.update(entities)
         if self.pin_window:
             pin_primary_until(time.time() + self.pin_window)
 
+    def ran_on_primary(self, effect: str) -> None:
+        """Record a statement the classifier sent to the primary transaction (``Decision.effect``)."""
+        if effect == "write":
+            self.wrote()
+        else:
+            self.bind_transaction()
+
+    def bind_transaction(self) -> None:
+        """A lock, session setting or savepoint on the primary: the transaction stays there, no pin."""
+        self.tx_on_primary = True
+
     def transaction_ended(self) -> None:
-        if self.tx_on_primary and self.pin_window:
+        if self.tx_wrote and self.pin_window:
             # Replicas can only start applying a write once it commits: the window counts from here.
             pin_primary_until(time.time() + self.pin_window)
         self.tx_on_primary = False
+        self.tx_wrote = False
         self.failed.clear()
 
     # ---------------------------------------------------------------- causal mode
@@ -197,7 +221,13 @@ class ConsistencyState:
             scope.advance(position)
 
     def committed(self, position: Position | None) -> None:
-        """A causal write committed at ``position``; None (not captured) pins the session instead."""
+        """The primary committed this transaction at ``position`` (causal mode).
+
+        Only a transaction that may have changed data matters; if its position is unknown the
+        session reads from the primary from now on.
+        """
+        if not self.tx_wrote:
+            return
         if position is None:
             self.session_pinned = True
             return
@@ -215,7 +245,9 @@ class ConsistencyState:
         """The session closed: forget everything but its settings."""
         self.session_pinned = False
         self.tx_on_primary = False
-        self.written_entities.clear()
+        self.tx_wrote = False
+        self.session_wrote = False
+        self.connection_state = False
         self.replica = None
         self.failed.clear()
         self.position = Position()

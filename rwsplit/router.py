@@ -22,12 +22,17 @@ __all__ = ["Decision", "Router", "PRIMARY"]
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """Where one statement goes: ``target`` is ``"primary"`` or a replica name; ``writes`` pins."""
+    """Where one statement goes: ``target`` is ``"primary"`` or a replica name.
+
+    ``writes``: the statement must run in the primary transaction; ``effect`` says why
+    (``"write"`` may change data, ``"lock"`` locks rows, ``"session"`` sets or reads connection state).
+    """
 
     target: str
     reason: str
     writes: bool = False
     wait_for: Position | None = None
+    effect: str = "read"
 
     @property
     def on_primary(self) -> bool:
@@ -65,7 +70,7 @@ class Router:
         """
         route = classify(statement, read_only_functions=self.policy.read_only_functions)
         if route.target == PRIMARY:
-            return Decision(PRIMARY, route.reason, writes=True)
+            return Decision(PRIMARY, route.reason, writes=True, effect=getattr(route, "effect", "write"))
         return self.read_target(state, options, hint, route.reason)
 
     def read_target(
@@ -88,7 +93,7 @@ class Router:
         pinned = state.primary_reason()
         if pinned is not None:
             return Decision(PRIMARY, pinned)
-        if state.mode == "causal":
+        if state.mode == "causal" or state.position:  # a token given to any session is honoured
             return self.causal_replica(state, max_lag, state.required(), reason)
         return self.pick_replica(state, max_lag, reason)
 

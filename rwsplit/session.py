@@ -84,10 +84,9 @@ class RoutingSession(Session):
             return bind
         state = self.rwsplit_state
         if clause is None or self._flushing:
-            if self._flushing or mapper is not None:  # a flush or a bulk_* operation writes
-                state.wrote(_entities(mapper))
-            else:  # get_bind() / connection(): the transaction may write through it, so it stays
-                state.tx_on_primary = True
+            # A flush or bulk_* operation writes; so may whatever runs through session.connection():
+            # rwsplit cannot see it, so it counts as a write of unknown tables.
+            state.wrote()
             self._rwsplit_target = PRIMARY
             return self.routing_engine.primary
         options, hint = self._rwsplit_call
@@ -95,7 +94,7 @@ class RoutingSession(Session):
             options = getattr(clause, "_execution_options", None)
         decision = self._rwsplit_decide(clause, state, options, hint or self._load_hint(clause))
         if decision.writes:
-            state.wrote(_entities(mapper))
+            state.ran_on_primary(decision.effect)
         elif decision.wait_for is not None:
             replica = self._rwsplit_engines[decision.target]
             decision = self.routing_engine.await_position(
@@ -105,7 +104,7 @@ class RoutingSession(Session):
                 lambda _: _forget_connection(self, replica),
             )
         self._rwsplit_target = decision.target
-        return self._rwsplit_engines[decision.target]
+        return self.routing_engine.bind_for(decision, state)
 
     def consistency_token(self) -> str:
         """An opaque token of the latest position this session wrote or observed (causal mode).
@@ -124,7 +123,7 @@ class RoutingSession(Session):
         for option in getattr(clause, "_with_options", ()):
             if isinstance(option, UsePrimary):
                 return "UsePrimary option"
-        if self.rwsplit_state.written_entities and self.rwsplit_state.mode != "causal":
+        if self.rwsplit_state.session_wrote and self.rwsplit_state.mode != "causal":
             # ORMExecuteState.is_column_load / is_relationship_load read these same attributes.
             opts = getattr(clause, "_compile_options", None)
             if getattr(opts, "_for_refresh_state", False):
@@ -148,7 +147,7 @@ class RoutingSession(Session):
         state = self.rwsplit_state
         if getattr(statement, "is_dml", False):
             # Before the ORM's own pre-fetch SELECT (synchronize_session="fetch") is routed.
-            state.wrote(_statement_entities(statement))
+            state.wrote()
         saved = self._rwsplit_call
         call_options = kw.get("execution_options") or None
         if call_options is not None:
@@ -176,6 +175,16 @@ class RoutingSession(Session):
         finally:
             self._rwsplit_call = saved
 
+    def merge(self, instance: Any, *args: Any, **kw: Any) -> Any:
+        """``Session.merge`` whose load decides INSERT vs UPDATE: that read goes to the primary."""
+        with self.use_primary():
+            return super().merge(instance, *args, **kw)
+
+    def delete(self, instance: Any) -> None:
+        """``Session.delete`` whose cascade loads decide what else is deleted: they read the primary."""
+        with self.use_primary():
+            super().delete(instance)
+
     @contextlib.contextmanager
     def use_primary(self) -> Iterator[RoutingSession]:
         """Within the block every statement of this session goes to the primary."""
@@ -199,18 +208,6 @@ class RoutingSession(Session):
         self.rwsplit_state.reset()
 
 
-def _entities(mapper: Any) -> tuple[type, ...]:
-    if mapper is None:
-        return ()
-    base = getattr(mapper, "base_mapper", None)
-    return (base.class_,) if base is not None else ()
-
-
-def _statement_entities(statement: Any) -> tuple[type, ...]:
-    mapper = getattr(statement, "_propagate_attrs", {}).get("plugin_subject")
-    return _entities(mapper)
-
-
 def _forget_connection(session: Session, engine: Any) -> None:
     """Drop a dead replica connection from the session's transaction so commit does not touch it."""
     trans: SessionTransaction | None = session.get_transaction()
@@ -223,19 +220,27 @@ def _forget_connection(session: Session, engine: Any) -> None:
         trans = trans._parent
 
 
+def _causal_commit(session: Session) -> bool:
+    """A real (outermost) commit of a causal session; releasing a savepoint commits nothing."""
+    return (
+        isinstance(session, RoutingSession)
+        and session.rwsplit_state.mode == "causal"
+        and not session.in_nested_transaction()
+    )
+
+
 @event.listens_for(RoutingSession, "before_commit")
 def _before_commit(session: Session) -> None:
-    if isinstance(session, RoutingSession) and session.rwsplit_state.mode == "causal":
+    if _causal_commit(session):
         request_capture()  # the flush inside commit may be this transaction's first write
 
 
 @event.listens_for(RoutingSession, "after_commit")
 def _after_commit(session: Session) -> None:
-    if isinstance(session, RoutingSession) and session.rwsplit_state.mode == "causal":
+    if _causal_commit(session):
         captured = take_captured()
-        state = session.rwsplit_state
-        if state.tx_on_primary:
-            state.committed(session.routing_engine.parse_position(captured) if captured else None)
+        assert isinstance(session, RoutingSession)
+        session.rwsplit_state.committed(session.routing_engine.parse_position(captured) if captured else None)
 
 
 @event.listens_for(RoutingSession, "after_transaction_end")

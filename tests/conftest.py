@@ -27,3 +27,17 @@ def caught_up(sandbox: Sandbox) -> Callable[..., None]:
         sandbox.wait_caught_up(timeout=timeout)
 
     return wait
+
+
+@pytest.fixture()
+def stale_replicas(sandbox: Sandbox, caught_up) -> Iterator[None]:
+    """Both replicas apply every event 30 s late (until teardown): any read they serve is stale."""
+    caught_up()
+    try:
+        for r in (1, 2):
+            sandbox.delay_replica(r, 30)
+        yield
+    finally:
+        for r in (1, 2):
+            sandbox.delay_replica(r, 0)
+        caught_up()
