@@ -36,7 +36,7 @@ from .classify import PRIMARY
 from .errors import PrimaryUnavailable
 from .gtid import Position, parse_mariadb, parse_mysql
 from .policy import READ_YOUR_WRITES, ConsistencyState, Retry, RoutingPolicy, check_choice, check_seconds
-from .router import Decision, Router
+from .router import RETRIED_ON_PRIMARY, Decision, Router
 from .topology import LAG_SOURCES, Monitor, ServerSpec
 
 __all__ = [
@@ -51,7 +51,6 @@ __all__ = [
 log = logging.getLogger("rwsplit")
 
 _MYSQL_BACKENDS = ("mysql", "mariadb")
-RETRIED_ON_PRIMARY = "replica read failed; retried on the primary"
 _CONNECTION_ERRNOS = frozenset({1053, 1927, 2003, 2006, 2013, 2055})
 _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")
 _URL_START = re.compile(r"[\s,]+(?=[A-Za-z][A-Za-z0-9+.-]*://)")
@@ -207,15 +206,16 @@ class RoutingEngine:
     def bind_for(self, decision: Decision, state: ConsistencyState) -> Engine:
         """The Engine a decision runs on: a replica, the primary's transaction, or the primary in autocommit.
 
-        A read that lands on the primary outside a transaction bound there (a fallback, a pin, a
-        hint) runs in autocommit like a replica read: it sees the latest commits and opens no
-        snapshot that later reads would be stuck in.
+        A replica read that falls back to the primary outside a transaction bound there runs in
+        autocommit, like the replica read it replaces: it sees the latest commits and opens no
+        snapshot that later reads would be stuck in. Reads sent to the primary on purpose (pins,
+        hints, ``use_primary``) join the primary transaction, as in plain SQLAlchemy.
         """
         if not decision.on_primary:
             return self._engines[decision.target]
-        if decision.writes or state.reads_in_transaction:
-            return self.primary
-        return self._primary_reads
+        if decision.fallback and not (state.tx_on_primary or state.connection_state):
+            return self._primary_reads
+        return self.primary
 
     @property
     def engines(self) -> Mapping[str, Engine]:
@@ -339,7 +339,7 @@ class RoutingEngine:
             reached = False
         if not reached:
             state.replica = None
-            return Decision(PRIMARY, "causal: replica did not reach the position in time")
+            return Decision(PRIMARY, "causal: replica did not reach the position in time", fallback=True)
         state.confirm(target, position)
         state.advance(position)
         state.replica = target

@@ -170,11 +170,6 @@ class ConsistencyState:
             return "read-your-writes: pin_window after a write in this context"
         return None
 
-    @property
-    def reads_in_transaction(self) -> bool:
-        """Primary reads must use the transaction's own connection (else a fresh autocommit one)."""
-        return self.tx_on_primary or self.connection_state
-
     def wrote(self) -> None:
         """Record a possible data write on the primary (tables unknown: it may touch anything)."""
         self.tx_on_primary = True

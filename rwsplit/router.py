@@ -17,7 +17,9 @@ from .gtid import Position
 from .policy import ConsistencyState, RoutingPolicy, check_seconds
 from .topology import Monitor
 
-__all__ = ["Decision", "Router", "PRIMARY"]
+__all__ = ["Decision", "Router", "PRIMARY", "RETRIED_ON_PRIMARY"]
+
+RETRIED_ON_PRIMARY = "replica read failed; retried on the primary"
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +28,8 @@ class Decision:
 
     ``writes``: the statement must run in the primary transaction; ``effect`` says why
     (``"write"`` may change data, ``"lock"`` locks rows, ``"session"`` sets or reads connection state).
+    ``fallback``: a read meant for a replica that runs on the primary instead (no replica, a
+    causal wait timed out, the replica failed): like a replica read it runs in autocommit.
     """
 
     target: str
@@ -33,6 +37,7 @@ class Decision:
     writes: bool = False
     wait_for: Position | None = None
     effect: str = "read"
+    fallback: bool = False
 
     @property
     def on_primary(self) -> bool:
@@ -89,7 +94,7 @@ class Router:
             if looser is not None:
                 max_lag = check_seconds("rwsplit_max_lag", looser)
         if hint is not None:
-            return Decision(PRIMARY, hint)
+            return Decision(PRIMARY, hint, fallback=hint == RETRIED_ON_PRIMARY)
         pinned = state.primary_reason()
         if pinned is not None:
             return Decision(PRIMARY, pinned)
@@ -144,7 +149,7 @@ class Router:
             raise NoReplicaAvailable(
                 f"no replica within max_lag={max_lag:g}s is reachable (fallback='error')"
             )
-        return Decision(PRIMARY, f"no eligible replica within {max_lag:g}s")
+        return Decision(PRIMARY, f"no eligible replica within {max_lag:g}s", fallback=True)
 
     def _balance(self, names: list[str]) -> str:
         in_flight = {name: self._in_flight(name) for name in names}
