@@ -130,7 +130,7 @@ class Route:
 
     target: Target
     reason: str
-    effect: Effect = field(default=None, compare=False)  # type: ignore[assignment]
+    effect: Effect = field(default=None, compare=False)  # type: ignore[arg-type]
 
     def __post_init__(self) -> None:
         if self.effect is None:
@@ -411,6 +411,32 @@ def _is_native(name: str, server: Server | None) -> bool:
         return True
     spec = table[name]
     return spec is not None and spec[0] <= version and (spec[1] is None or version < spec[1])
+
+
+_VERSION_RE: Final = re.compile(r"(\d+)\.(\d+)\.(\d+)")
+
+
+def _server_floor(versions: Iterable[str | None]) -> Server | None:
+    """Oldest of the servers' ``get_server_info()`` strings as a :data:`Server`; None if any is
+    unknown or unparsable, if the flavours differ, or if there are none."""
+    floor: Server | None = None
+    for info in versions:
+        if not info:
+            return None
+        flavour = "mariadb" if "mariadb" in info.lower() else "mysql"
+        found = _VERSION_RE.findall(info)
+        if flavour == "mariadb" and len(found) > 1 and found[0] == ("5", "5", "5"):
+            found = found[1:]  # "5.5.5-10.11.19-MariaDB": the prefix is for old clients
+        if not found:
+            return None
+        version = tuple(int(part) for part in found[0])
+        if floor is None:
+            floor = (flavour, version)
+        elif floor[0] != flavour:
+            return None
+        elif version < floor[1]:
+            floor = (flavour, version)
+    return floor
 
 
 class _Ctx:
@@ -854,7 +880,8 @@ def _scan_read(b1: bytes, raw: bytes, ro: _Ctx, locks_nothing: bool = False) -> 
     """Look for anything that disqualifies a read; None if it is a pure read.
 
     A write wins over anything else; a locking read that also depends on session state counts
-    as a write. With ``locks_nothing`` (EXPLAIN) locking clauses are ignored.
+    as a write. With ``locks_nothing`` (EXPLAIN) shared-lock clauses are ignored (``FOR UPDATE``
+    is not: a read-only MariaDB replica refuses even ``EXPLAIN SELECT ... FOR UPDATE``).
     """
     hits = _FLAG_WORDS_B.intersection(b1.split())
     b2: bytes | None = None
@@ -866,7 +893,7 @@ def _scan_read(b1: bytes, raw: bytes, ro: _Ctx, locks_nothing: bool = False) -> 
             b2, lock = _blank_locking(b2)
             if lock is not None:
                 hits = _FLAG_WORDS_B.intersection(b2.translate(_T_WORDS).split())
-                lock = None if locks_nothing else lock
+                lock = None if locks_nothing and "UPDATE" not in lock else lock
         route = _flag_route(hits, b2)
         if route is not None:
             if route.effect == "write":
@@ -928,6 +955,8 @@ def _explain_route(b1: bytes, raw: bytes, ro: _Ctx) -> Route:
         return Route(PRIMARY, f"{verb} FOR CONNECTION (server-specific)")
     # Plain EXPLAIN only plans the statement: a locking read locks nothing (EXPLAIN ANALYZE runs it).
     route = _scan_read(b1, raw, ro, locks_nothing=not executes)
+    if route is not None and route.effect == "lock" and not executes:
+        return Route(PRIMARY, f"{verb} of a FOR UPDATE read (a read-only replica refuses it)")
     return route or Route(REPLICA, f"read: {verb}")
 
 
