@@ -1,9 +1,12 @@
 """Decide whether a statement may run on a read-only replica or must go to the primary.
 
 ``classify(statement)`` returns a :class:`Route` whose ``target`` is :data:`REPLICA` only
-for statements proven to be pure reads that neither change data nor depend on (or
-change) the state of the connection; everything else, including anything the
-classifier does not understand, goes to :data:`PRIMARY`.  Nothing here can send a
+for statements whose text shows a pure read that neither changes data nor depends on (or
+changes) the state of the connection; everything else, including anything the
+classifier does not understand, goes to :data:`PRIMARY`.  What the text cannot show
+(a view whose definition calls a writing function) is the application's to route.
+Built-ins that are native only from some server version count as built-ins only when
+``server`` says the servers have them.  Nothing here can send a
 write to a replica, and there is no override towards the replica.
 
 SQL strings are read with MySQL/MariaDB lexical rules by a single-pass tokenizer:
