@@ -1,9 +1,12 @@
 """Decide whether a statement may run on a read-only replica or must go to the primary.
 
 ``classify(statement)`` returns a :class:`Route` whose ``target`` is :data:`REPLICA` only
-for statements proven to be pure reads that neither change data nor depend on (or
-change) the state of the connection; everything else, including anything the
-classifier does not understand, goes to :data:`PRIMARY`.  Nothing here can send a
+for statements whose text shows a pure read that neither changes data nor depends on (or
+changes) the state of the connection; everything else, including anything the
+classifier does not understand, goes to :data:`PRIMARY`.  What the text cannot show
+(a view whose definition calls a writing function) is the application's to route.
+Built-ins that are native only from some server version count as built-ins only when
+``server`` says the servers have them.  Nothing here can send a
 write to a replica, and there is no override towards the replica.
 
 SQL strings are read with MySQL/MariaDB lexical rules by a single-pass tokenizer:
@@ -56,7 +59,8 @@ import re
 import types
 import weakref
 from collections.abc import Hashable, Iterable
-from dataclasses import dataclass
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import islice
 from typing import Any, Final, Literal, NamedTuple
@@ -95,7 +99,9 @@ __all__ = [
     "SQL_CACHE_SIZE",
     "CacheStats",
     "ClassifyCacheInfo",
+    "Effect",
     "Route",
+    "Server",
     "Target",
     "cache_clear",
     "cache_info",
@@ -111,12 +117,27 @@ CONSTRUCT_CACHE_SIZE: Final = 1024
 MAX_CACHED_SQL_LENGTH: Final = 64 * 1024
 
 
+Effect = Literal["read", "write", "lock", "session"]
+Server = tuple[str, tuple[int, ...]]
+"""``(flavour, version)`` of the servers that may run a read, e.g. ``("mariadb", (10, 11, 19))``."""
+
+
 @dataclass(frozen=True, slots=True)
 class Route:
-    """Where a statement may run (``target``) and a short human-readable ``reason``."""
+    """Where a statement may run (``target``), a short human-readable ``reason`` and its ``effect``.
+
+    ``effect`` is ``"read"`` (replica reads), ``"write"`` (may change data, or unknown),
+    ``"lock"`` (a locking read and nothing else) or ``"session"`` (touches only the
+    connection's own state); it defaults from the target (``"read"``/``"write"``).
+    """
 
     target: Target
     reason: str
+    effect: Effect = field(default=None, compare=False)  # type: ignore[arg-type]
+
+    def __post_init__(self) -> None:
+        if self.effect is None:
+            object.__setattr__(self, "effect", "read" if self.target == REPLICA else "write")
 
 
 class CacheStats(NamedTuple):
@@ -225,7 +246,105 @@ _BUILTIN_FUNCTIONS: Final = frozenset(
     """
     )
 )
-"""Built-in functions that neither write nor depend on connection state."""
+"""Built-in functions that neither write nor depend on connection state.
+
+Some are native only from a given server version (see :data:`_MARIADB_NATIVE` and
+:data:`_MYSQL_NATIVE`); on older servers, or when the version is unknown, the same
+unqualified name resolves to a stored function of the current schema, which may write.
+"""
+
+# Per flavour: "<since> NAME..." (native from that version on), "<since>..<until> NAME..."
+# (native from since, removed in until) or "- NAME..." (never native). Names not listed
+# are native in every supported version: MariaDB >= 10.3.7 and MySQL >= 5.7.9 (the first GA
+# releases; names added in their pre-GA milestones are not listed). Versions are from the
+# MariaDB knowledge base / MySQL reference manual; where unsure the later one is used.
+_MARIADB_NATIVE: Final = """
+    10.3.16 JSON_MERGE_PATCH JSON_MERGE_PRESERVE
+    10.3.29 ST_DISTANCE_SPHERE
+    10.5.0  JSON_ARRAYAGG JSON_OBJECTAGG
+    10.6.1  ADD_MONTHS SYS_GUID TO_CHAR JSON_TABLE
+    10.7.1  NATURAL_SORT_KEY SFORMAT JSON_EQUALS JSON_NORMALIZE
+    10.8.1  CRC32C
+    10.9.1  JSON_OVERLAPS
+    10.10.1 RANDOM_BYTES
+    10.11.0 JSON_PRETTY
+    11.0.2  FORMAT_PICO_TIME
+    11.1.1  JSON_SCHEMA_VALID
+    11.2.1  JSON_ARRAY_INTERSECT JSON_KEY_VALUE JSON_OBJECT_FILTER_KEYS JSON_OBJECT_TO_ARRAY
+    11.3.1  KDF
+    11.7.1  UUID_V4 UUID_V7 VEC_DISTANCE_COSINE VEC_DISTANCE_EUCLIDEAN VEC_FROMTEXT VEC_TOTEXT
+    11.8.1  VEC_DISTANCE
+    12.0.1  ST_COLLECT ST_GEOHASH ST_ISVALID ST_LATFROMGEOHASH ST_LONGFROMGEOHASH
+            ST_POINTFROMGEOHASH ST_SIMPLIFY ST_VALIDATE
+    12.2.1  TRUNC
+    -       ANY_VALUE BIN_TO_UUID UUID_TO_BIN IS_UUID FORMAT_BYTES GEOMCOLLECTION GROUPING
+            ICU_VERSION JSON_SCHEMA_VALIDATION_REPORT JSON_STORAGE_FREE JSON_STORAGE_SIZE
+            MBRCOVEREDBY MBRCOVERS REGEXP_LIKE STATEMENT_DIGEST STATEMENT_DIGEST_TEXT
+            STRING_TO_VECTOR VECTOR_TO_STRING VECTOR_DIM ST_BUFFER_STRATEGY ST_FRECHETDISTANCE
+            ST_GEOMCOLLFROMTXT ST_HAUSDORFFDISTANCE ST_LATITUDE ST_LONGITUDE
+            ST_LINEINTERPOLATEPOINT ST_LINEINTERPOLATEPOINTS ST_MAKEENVELOPE ST_NUMINTERIORRING
+            ST_POINTATDISTANCE ST_SWAPXY ST_TRANSFORM
+"""
+_MYSQL_NATIVE: Final = """
+    5.7.19  GEOMCOLLECTION
+    5.7.22  JSON_ARRAYAGG JSON_OBJECTAGG JSON_MERGE_PATCH JSON_MERGE_PRESERVE JSON_PRETTY
+            JSON_STORAGE_SIZE
+    8.0.0   BIN_TO_UUID UUID_TO_BIN IS_UUID
+    8.0.1   GROUPING
+    8.0.2   JSON_STORAGE_FREE CUME_DIST DENSE_RANK FIRST_VALUE LAG LAST_VALUE LEAD NTH_VALUE
+            NTILE PERCENT_RANK RANK ROW_NUMBER
+    8.0.4   ICU_VERSION JSON_TABLE REGEXP_INSTR REGEXP_LIKE REGEXP_REPLACE REGEXP_SUBSTR
+            STATEMENT_DIGEST STATEMENT_DIGEST_TEXT
+    8.0.12  ST_LATITUDE ST_LONGITUDE
+    8.0.13  ST_TRANSFORM
+    8.0.16  FORMAT_BYTES FORMAT_PICO_TIME
+    8.0.17  JSON_OVERLAPS JSON_SCHEMA_VALID JSON_SCHEMA_VALIDATION_REPORT
+    8.0.21  JSON_VALUE
+    8.0.23  ST_FRECHETDISTANCE ST_HAUSDORFFDISTANCE
+    8.0.24  ST_COLLECT ST_LINEINTERPOLATEPOINT ST_LINEINTERPOLATEPOINTS ST_POINTATDISTANCE
+    9.0.0   STRING_TO_VECTOR VECTOR_TO_STRING VECTOR_DIM
+    5.7.9..8.0.0  ASTEXT ASWKT ASBINARY ASWKB GEOMFROMTEXT GEOMFROMWKB POINTFROMTEXT X Y AREA
+            CENTROID DIMENSION ENVELOPE GEOMETRYTYPE ISEMPTY ISSIMPLE SRID GLENGTH NUMPOINTS
+            STARTPOINT ENDPOINT POINTN BUFFER CONVEXHULL INTERSECTS WITHIN CONTAINS CROSSES
+            DISJOINT EQUALS OVERLAPS TOUCHES MBREQUAL
+    5.7.9..8.0.3  ENCODE DECODE DES_ENCRYPT DES_DECRYPT ENCRYPT
+    5.7.9..8.0.11 PASSWORD
+    -       OLD_PASSWORD NATURAL_SORT_KEY SFORMAT LENGTHB CHR TO_CHAR DECODE_ORACLE ADD_MONTHS
+            SYS_GUID NVL NVL2 MEDIAN PERCENTILE_CONT PERCENTILE_DISC JSON_COMPACT JSON_DETAILED
+            JSON_LOOSE JSON_EQUALS JSON_EXISTS JSON_NORMALIZE JSON_QUERY JSON_KEY_VALUE
+            JSON_ARRAY_INTERSECT JSON_OBJECT_FILTER_KEYS JSON_OBJECT_TO_ARRAY COLUMN_ADD
+            COLUMN_CHECK COLUMN_CREATE COLUMN_DELETE COLUMN_EXISTS COLUMN_GET COLUMN_JSON
+            COLUMN_LIST KDF UUID_V4 UUID_V7 VEC_DISTANCE VEC_DISTANCE_COSINE
+            VEC_DISTANCE_EUCLIDEAN VEC_FROMTEXT VEC_TOTEXT TRUNC CRC32C BOUNDARY ST_BOUNDARY
+            ST_RELATE ST_POINTONSURFACE
+"""
+
+_Version = tuple[int, ...]
+_NativeRange = tuple[_Version, "_Version | None"] | None
+
+
+def _version(text: str) -> _Version:
+    return tuple(int(part) for part in text.split("."))
+
+
+def _native_table(text: str) -> dict[str, _NativeRange]:
+    """Parse a ``_*_NATIVE`` listing into name -> (since, until) or None (never native)."""
+    table: dict[str, _NativeRange] = {}
+    spec: _NativeRange = None
+    for token in text.split():
+        if token == "-":
+            spec = None
+        elif token[0].isdigit():
+            since, _, until = token.partition("..")
+            spec = (_version(since), _version(until) if until else None)
+        else:
+            table[token] = spec
+    return table
+
+
+_NATIVE: Final = {"mariadb": _native_table(_MARIADB_NATIVE), "mysql": _native_table(_MYSQL_NATIVE)}
+_VERSION_GATED: Final = frozenset(_NATIVE["mariadb"]) | frozenset(_NATIVE["mysql"])
+"""Built-ins that are not native in every supported server version."""
 
 _PAREN_KEYWORDS: Final = frozenset(
     _names(
@@ -261,13 +380,103 @@ _SIDE_EFFECT_FUNCTIONS: Final = frozenset(
 )
 _SEQUENCE_FUNCTIONS: Final = frozenset({"NEXTVAL", "SETVAL", "LASTVAL", "CURRVAL"})
 
+_USER_LOCK_FUNCTIONS: Final = frozenset(
+    _names("GET_LOCK RELEASE_LOCK RELEASE_ALL_LOCKS IS_FREE_LOCK IS_USED_LOCK")
+)
+"""Named user locks: held by the connection, touch no data (effect ``"session"``)."""
+
 _SPECIAL_FUNCTIONS: Final = {
-    **{name: f"session-bound function: {name}" for name in _SESSION_FUNCTIONS},
-    **{name: f"side-effecting function: {name}" for name in _SIDE_EFFECT_FUNCTIONS},
-    **{name: f"sequence function: {name}" for name in _SEQUENCE_FUNCTIONS},
+    **{name: Route(PRIMARY, f"session-bound function: {name}", "session") for name in _SESSION_FUNCTIONS},
+    **{
+        name: Route(
+            PRIMARY,
+            f"side-effecting function: {name}",
+            "session" if name in _USER_LOCK_FUNCTIONS else "write",
+        )
+        for name in _SIDE_EFFECT_FUNCTIONS
+    },
+    **{name: Route(PRIMARY, f"sequence function: {name}") for name in _SEQUENCE_FUNCTIONS},
 }
 _SPECIAL_FUNCTIONS_B: Final = {k.encode(): v for k, v in _SPECIAL_FUNCTIONS.items()}
-_SAFE_CALLS_B: Final = frozenset(n.encode() for n in _BUILTIN_FUNCTIONS | _PAREN_KEYWORDS)
+
+
+def _is_native(name: str, server: Server | None) -> bool:
+    """True if built-in ``name`` is native on ``server`` (unknown server: only ungated names)."""
+    if name not in _VERSION_GATED:
+        return True
+    if server is None:
+        return False
+    flavour, version = server
+    table = _NATIVE.get(flavour)
+    if table is None:
+        return False
+    if name not in table:
+        return True
+    spec = table[name]
+    return spec is not None and spec[0] <= version and (spec[1] is None or version < spec[1])
+
+
+_VERSION_RE: Final = re.compile(r"(\d+)\.(\d+)\.(\d+)")
+
+
+def _server_floor(versions: Iterable[str | None]) -> Server | None:
+    """Oldest of the servers' ``get_server_info()`` strings as a :data:`Server`; None if any is
+    unknown or unparsable, if the flavours differ, or if there are none."""
+    floor: Server | None = None
+    for info in versions:
+        if not info:
+            return None
+        flavour = "mariadb" if "mariadb" in info.lower() else "mysql"
+        found = _VERSION_RE.findall(info)
+        if flavour == "mariadb" and len(found) > 1 and found[0] == ("5", "5", "5"):
+            found = found[1:]  # "5.5.5-10.11.19-MariaDB": the prefix is for old clients
+        if not found:
+            return None
+        version = tuple(int(part) for part in found[0])
+        if floor is None:
+            floor = (flavour, version)
+        elif floor[0] != flavour:
+            return None
+        elif version < floor[1]:
+            floor = (flavour, version)
+    return floor
+
+
+class _Ctx:
+    """What one classification assumes: declared read-only functions and the server's built-ins.
+
+    Interned per ``(read_only_functions, server)`` by :func:`_context`, so caches key on identity.
+    """
+
+    __slots__ = ("ro", "server", "builtins", "safe_calls")
+
+    def __init__(self, ro: frozenset[str], server: Server | None) -> None:
+        if server is not None and not (
+            isinstance(server, tuple)
+            and len(server) == 2
+            and isinstance(server[0], str)
+            and isinstance(server[1], tuple)
+            and all(isinstance(part, int) for part in server[1])
+        ):
+            raise TypeError(f"server must be None or (flavour, (major, minor, patch)), not {server!r}")
+        self.ro = ro
+        self.server = server
+        self.builtins = frozenset(n for n in _BUILTIN_FUNCTIONS if _is_native(n, server))
+        self.safe_calls = frozenset(n.encode() for n in self.builtins | _PAREN_KEYWORDS)
+
+
+@lru_cache(maxsize=256)
+def _context(ro: frozenset[str], server: Server | None) -> _Ctx:
+    return _Ctx(ro, server)
+
+
+_GEOMETRY_ARITY: Final = {
+    b"POINT": (2, 2), b"LINESTRING": (1, None), b"POLYGON": (1, None), b"MULTIPOINT": (1, None),
+    b"MULTILINESTRING": (1, None), b"MULTIPOLYGON": (1, None), b"GEOMETRYCOLLECTION": (1, None),
+    b"GEOMCOLLECTION": (1, None),
+}  # fmt: skip
+"""Geometry constructors parsed by the grammar only with these argument counts (min, max);
+with other counts the server looks the name up as a stored function."""
 
 _SQLALCHEMY_GENERIC_FUNCTIONS: Final = frozenset(
     _names(
@@ -512,17 +721,17 @@ def _keyword_used(word: bytes, b2: bytes) -> bool:
     return False
 
 
-def _flag_route(hits: set[bytes], b2: bytes) -> Route | None:
-    """Resolve suspicious words found in a read; None if they turn out harmless."""
-    if hits & {b"UPDATE", b"SHARE", b"LOCK"}:
-        m = _LOCKING_RE.search(b2)
-        if m is not None:
-            return Route(PRIMARY, "locking read: " + " ".join(m.group().decode().split()))
+def _flag_route(hits: AbstractSet[bytes], b2: bytes) -> Route | None:
+    """Resolve suspicious words found in a read (locking clauses already blanked out);
+    None if they turn out harmless. Writes are reported before session-bound findings."""
     for word in _WRITE_PRIORITY:
         if word in hits and _keyword_used(word, b2):
             return Route(PRIMARY, f"write: {word.decode()}")
+    into: Route | None = None
     if b"INTO" in hits and _keyword_used(b"INTO", b2):
-        return Route(PRIMARY, "SELECT ... INTO (variables or file)")
+        into = _into_route(b2)
+        if into.effect == "write":
+            return into
     for word in sorted(hits & _FLAG_SEQUENCE_WORDS):
         if _word_re(word).search(b2):
             return Route(PRIMARY, f"sequence function: {word.decode()}")
@@ -530,12 +739,32 @@ def _flag_route(hits: set[bytes], b2: bytes) -> Route | None:
         m = _NEXT_VALUE_RE.search(b2)
         if m is not None:
             return Route(PRIMARY, f"sequence: {m.group(1).decode()} VALUE FOR")
+    if into is not None:
+        return into
     if b"SQL_CALC_FOUND_ROWS" in hits:
-        return Route(PRIMARY, "session-bound: SQL_CALC_FOUND_ROWS")
+        return Route(PRIMARY, "session-bound: SQL_CALC_FOUND_ROWS", "session")
     for word in (b"CURRENT_USER", b"CURRENT_ROLE"):
         if word in hits and _keyword_used(word, b2):
-            return Route(PRIMARY, f"session-bound function: {word.decode()}")
+            return Route(PRIMARY, f"session-bound function: {word.decode()}", "session")
     return None
+
+
+def _into_route(b2: bytes) -> Route:
+    """``SELECT ... INTO @var`` only sets user variables; ``INTO OUTFILE``/``DUMPFILE``/a
+    local variable (in a routine) is a write."""
+    for m in _word_re(b"INTO").finditer(b2):
+        if not _after_dot(b2, m.start()) and not b2[m.end() :].lstrip(b" ").startswith(b"@"):
+            return Route(PRIMARY, "SELECT ... INTO (file or variables)")
+    return Route(PRIMARY, "SELECT ... INTO @variables", "session")
+
+
+def _blank_locking(b2: bytes) -> tuple[bytes, str | None]:
+    """``b2`` with locking clauses (``FOR UPDATE``...) blanked out, and the first one found."""
+    m = _LOCKING_RE.search(b2)
+    if m is None:
+        return b2, None
+    clause = " ".join(m.group().decode().split())
+    return _LOCKING_RE.sub(lambda x: b" " * len(x.group()), b2), clause
 
 
 def _variable_route(b2: bytes) -> Route | None:
@@ -546,8 +775,8 @@ def _variable_route(b2: bytes) -> Route | None:
             continue
         name = var.decode("utf-8", "replace").lower()
         if var.startswith(b"@@"):
-            return Route(PRIMARY, f"session variable: {name}")
-        return Route(PRIMARY, f"user variable: {name}")
+            return Route(PRIMARY, f"session variable: {name}", "session")
+        return Route(PRIMARY, f"user variable: {name}", "session")
     return None
 
 
@@ -556,21 +785,61 @@ def _normalize_name(name: str) -> str:
     return ".".join(part.strip().strip("`").strip() for part in name.lower().split("."))
 
 
-def _call_route(b2: bytes, ro: frozenset[str]) -> Route | None:
-    """Check every ``name(`` in ``b2``; None if all are known-safe calls or not calls."""
+def _call_route(b2: bytes, raw: bytes, ro: _Ctx) -> Route | None:
+    """Check every ``name(`` in ``b2``; None if all are known-safe calls or not calls.
+
+    The first call that may write wins; otherwise the first session-bound one.
+    """
     chunks = b2.split(b"(")
+    safe = ro.safe_calls
+    found: Route | None = None
+    offset = 0
     for i in range(len(chunks) - 1):
-        head = chunks[i].rstrip(b" ")
+        chunk = chunks[i]
+        offset += len(chunk) + 1
+        head = chunk.rstrip(b" ")
         if not head:
             continue
         token = head[head.rfind(b" ") + 1 :]
         name = token[token.rfind(b",") + 1 :]
-        if not name or name in _SAFE_CALLS_B:
+        if not name:
             continue
+        # ``schema . md5(``: a qualified call is never the built-in, whatever the spacing.
+        if name in safe and not head[: len(head) - len(name)].rstrip(b" ").endswith(b"."):
+            arity = _GEOMETRY_ARITY.get(name)
+            if arity is None or _arity_ok(arity, _arg_count(raw, offset)):
+                continue
+            return Route(PRIMARY, f"{name.decode().lower()}() with this argument count: a stored function")
         route = _judge_call(name, head, chunks[i + 1], b2, ro)
         if route is not None:
-            return route
-    return None
+            if route.effect == "write":
+                return route
+            found = found or route
+    return found
+
+
+def _arity_ok(arity: tuple[int, int | None], count: int) -> bool:
+    low, high = arity
+    return count >= low and (high is None or count <= high)
+
+
+def _arg_count(raw: bytes, start: int) -> int:
+    """Top-level arguments of the call whose ``(`` ends at ``start`` (strings already masked)."""
+    depth = 1
+    commas = 0
+    empty = True
+    for byte in raw[start:]:
+        if byte == 0x28:
+            depth += 1
+        elif byte == 0x29:
+            depth -= 1
+            if depth == 0:
+                break
+        elif byte == 0x2C and depth == 1:
+            commas += 1
+        if byte not in b" \t\r\n\x0b\x0c" and depth >= 1:
+            empty = False
+    return 0 if empty and commas == 0 else commas + 1
 
 
 def _qualified_name(head: bytes) -> str:
@@ -581,14 +850,14 @@ def _qualified_name(head: bytes) -> str:
     return _normalize_name(text.decode("utf-8", "replace"))
 
 
-def _judge_call(name: bytes, head: bytes, after: bytes, b2: bytes, ro: frozenset[str]) -> Route | None:
+def _judge_call(name: bytes, head: bytes, after: bytes, b2: bytes, ro: _Ctx) -> Route | None:
     """Decide about one non-built-in ``name(``; None if it is not a call or is allowed."""
     if b"@" in name:
-        return _variable_route(name) or Route(PRIMARY, "user variable")
+        return _variable_route(name) or Route(PRIMARY, "user variable", "session")
     before = head[: len(head) - len(name)].rstrip(b" ")
     if b"." in name or before.endswith(b"."):
         full = _qualified_name(head)
-        return None if full in ro else Route(PRIMARY, f"stored function: {full}")
+        return None if full in ro.ro else Route(PRIMARY, f"stored function: {full}")
     previous = before[before.rfind(b" ") + 1 :]
     previous = previous[previous.rfind(b",") + 1 :]
     if previous in (b"AS", b"RETURNING", b"WITH", b"RECURSIVE"):
@@ -601,35 +870,58 @@ def _judge_call(name: bytes, head: bytes, after: bytes, b2: bytes, ro: frozenset
         return None
     special = _SPECIAL_FUNCTIONS_B.get(name)
     if special is not None:
-        return Route(PRIMARY, special)
+        return special
     text = _normalize_name(name.decode("utf-8", "replace"))
-    if text in ro:
+    if text in ro.ro:
         return None
     if b"`" in name:
         return Route(PRIMARY, f"call of a quoted identifier (stored function): {text or '?'}")
     return Route(PRIMARY, f"unknown function (stored function or UDF?): {text}")
 
 
-def _scan_read(b1: bytes, raw: bytes, ro: frozenset[str]) -> Route | None:
-    """Look for anything that disqualifies a read; None if it is a pure read."""
+def _scan_read(b1: bytes, raw: bytes, ro: _Ctx, locks_nothing: bool = False) -> Route | None:
+    """Look for anything that disqualifies a read; None if it is a pure read.
+
+    A write wins over anything else; a locking read that also depends on session state counts
+    as a write. With ``locks_nothing`` (EXPLAIN) shared-lock clauses are ignored (``FOR UPDATE``
+    is not: a read-only MariaDB replica refuses even ``EXPLAIN SELECT ... FOR UPDATE``).
+    """
     hits = _FLAG_WORDS_B.intersection(b1.split())
     b2: bytes | None = None
+    lock: str | None = None
+    found: Route | None = None
     if hits:
         b2 = raw.translate(_T_CALLS)
+        if hits & _LOCK_WORDS:
+            b2, lock = _blank_locking(b2)
+            if lock is not None:
+                hits = _FLAG_WORDS_B.intersection(b2.translate(_T_WORDS).split())
+                lock = None if locks_nothing and "UPDATE" not in lock else lock
         route = _flag_route(hits, b2)
         if route is not None:
-            return route
+            if route.effect == "write":
+                return route
+            found = route
     if b"@" in b1:
         b2 = b2 or raw.translate(_T_CALLS)
         route = _variable_route(b2)
         if route is not None:
-            return route
+            found = found or route
     if b"(" in raw:
         b2 = b2 or raw.translate(_T_CALLS)
-        route = _call_route(b2, ro)
+        route = _call_route(b2, raw, ro)
         if route is not None:
-            return route
-    return None
+            if route.effect == "write":
+                return route
+            found = found or route
+    if lock is not None:
+        if found is not None:
+            return Route(PRIMARY, f"locking read: {lock}; {found.reason}")
+        return Route(PRIMARY, f"locking read: {lock}", "lock")
+    return found
+
+
+_LOCK_WORDS: Final = frozenset({b"UPDATE", b"SHARE", b"LOCK"})
 
 
 def _words(b1: bytes, limit: int) -> list[tuple[bytes, int]]:
@@ -642,15 +934,17 @@ _EXPLAIN_OPTIONS: Final = frozenset({b"EXTENDED", b"PARTITIONS", b"ANALYZE", b"V
 _DML_WORDS: Final = frozenset({b"INSERT", b"REPLACE", b"UPDATE", b"DELETE", b"LOAD"})
 
 
-def _explain_route(b1: bytes, raw: bytes, ro: frozenset[str]) -> Route:
+def _explain_route(b1: bytes, raw: bytes, ro: _Ctx) -> Route:
     """EXPLAIN/DESCRIBE/DESC of a read or of a table is a read; of a write, primary."""
     words = _words(b1, 8)
     i = 1
+    executes = False
     while i < len(words):
         word = words[i][0]
         if word == b"FORMAT":
             i += 2
         elif word in _EXPLAIN_OPTIONS:
+            executes = executes or word == b"ANALYZE"
             i += 1
         else:
             break
@@ -662,11 +956,14 @@ def _explain_route(b1: bytes, raw: bytes, ro: frozenset[str]) -> Route:
         return Route(PRIMARY, f"{verb} of a write: {subject.decode()}")
     if subject == b"FOR":
         return Route(PRIMARY, f"{verb} FOR CONNECTION (server-specific)")
-    route = _scan_read(b1, raw, ro)
+    # Plain EXPLAIN only plans the statement: a locking read locks nothing (EXPLAIN ANALYZE runs it).
+    route = _scan_read(b1, raw, ro, locks_nothing=not executes)
+    if route is not None and route.effect == "lock" and not executes:
+        return Route(PRIMARY, f"{verb} of a FOR UPDATE read (a read-only replica refuses it)")
     return route or Route(REPLICA, f"read: {verb}")
 
 
-def _analyze_route(b1: bytes, raw: bytes, ro: frozenset[str]) -> Route:
+def _analyze_route(b1: bytes, raw: bytes, ro: _Ctx) -> Route:
     """MariaDB ANALYZE <statement> executes it; ANALYZE TABLE writes statistics."""
     words = _words(b1, 6)
     i = 1
@@ -699,7 +996,7 @@ _SHOW_SESSION: Final = {
 }  # fmt: skip
 
 
-def _show_route(b1: bytes, raw: bytes, ro: frozenset[str]) -> Route:
+def _show_route(b1: bytes, raw: bytes, ro: _Ctx) -> Route:
     """SHOW of replicated metadata or global variables/status is a read; the rest primary."""
     words = _words(b1, 8)
     scope = b"SESSION"
@@ -714,10 +1011,10 @@ def _show_route(b1: bytes, raw: bytes, ro: frozenset[str]) -> Route:
     label = subject.decode("utf-8", "replace")
     if subject in (b"VARIABLES", b"STATUS"):
         if scope != b"GLOBAL":
-            return Route(PRIMARY, f"session-scoped SHOW {label}")
+            return Route(PRIMARY, f"session-scoped SHOW {label}", "session")
         span = 1
     elif subject in _SHOW_SESSION:
-        return Route(PRIMARY, f"{_SHOW_SESSION[subject]}: SHOW {label}")
+        return Route(PRIMARY, f"{_SHOW_SESSION[subject]}: SHOW {label}", "session")
     elif subject == b"CREATE":
         if i + 1 >= len(words) or words[i + 1][0] not in _SHOW_CREATE_OBJECTS:
             return Route(PRIMARY, "unknown SHOW CREATE")
@@ -774,19 +1071,78 @@ _FAMILIES: Final = {
 }
 
 
-def _other_route(first: bytes, b1: bytes) -> Route:
-    """Reason for a statement that is not a read."""
+_SET_WRITES: Final = frozenset({b"GLOBAL", b"PERSIST", b"PERSIST_ONLY"})
+_SET_WRITE_SUBJECTS: Final = frozenset({b"PASSWORD", b"DEFAULT", b"TRANSACTION", b"STATEMENT"})
+"""Words (anywhere / right after ``SET``) that make it more than a change of connection state."""
+_SET_STATEMENT_RE: Final = re.compile(
+    rb"\s*SET\s+STATEMENT\s+(?:[A-Z_][A-Z0-9_$]*\s*=\s*(?:''|[-+]?(?:\d+\.?\d*|\.\d+)(?:E[-+]?\d+)?"
+    rb"|ON|OFF|TRUE|FALSE|DEFAULT|NULL)\s*(?:,\s*|(?=\s)))+\s*FOR(?![" + _W + rb"])"
+)
+"""``SET STATEMENT var=literal[, ...] FOR``: the variables apply to the inner statement only."""
+
+
+def _other_route(first: bytes, b1: bytes, raw: bytes, ro: _Ctx) -> Route:
+    """Route for a statement that is not a read (its ``effect`` says what kind)."""
     label = first.decode("utf-8", "replace")[:40]
-    words = [w for w, _ in _words(b1, 4)]
+    words = [w for w, _ in _words(b1, 5)]
     if first in (b"START", b"SET") and b"TRANSACTION" in words[1:3]:
         return Route(PRIMARY, f"transaction control: {label} TRANSACTION")
     family = _FAMILIES.get(first)
     if family is None:
         return Route(PRIMARY, f"unrecognized statement: {label}")
-    return Route(PRIMARY, f"{family}: {label}")
+    route = Route(PRIMARY, f"{family}: {label}")
+    second = words[1] if len(words) > 1 else b""
+    if first == b"SET":
+        return _set_route(b1, raw, ro, route)
+    if (
+        first in (b"USE", b"PREPARE", b"DEALLOCATE")
+        or (first == b"DROP" and second == b"PREPARE")
+        or (first in (b"LOCK", b"UNLOCK") and second in (b"TABLE", b"TABLES"))
+        or (first == b"GET" and b"DIAGNOSTICS" in words[1:3])
+    ):
+        return Route(PRIMARY, route.reason, "session")
+    if first in (b"CREATE", b"DROP") and b"TEMPORARY" in words[1:4]:
+        return _temporary_table_route(words, b1, raw, ro, route)
+    return route
 
 
-def _classify_part(raw: bytes, ro: frozenset[str]) -> Route | None:
+def _set_route(b1: bytes, raw: bytes, ro: _Ctx, route: Route) -> Route:
+    """``SET`` of session or user variables only changes the connection (unless a value writes)."""
+    m = _SET_STATEMENT_RE.match(raw.upper())
+    if m is not None:
+        inner = _classify_part(raw[m.end() :], ro)
+        if inner is not None and inner.target == REPLICA:
+            return Route(REPLICA, f"SET STATEMENT ... FOR {inner.reason}")
+        return Route(PRIMARY, f"SET STATEMENT ... FOR: {inner.reason if inner else 'nothing'}")
+    rest_words = b1.split()[1:]
+    if (
+        _SET_WRITES.intersection(rest_words)
+        or (rest_words[:1] and rest_words[0] in _SET_WRITE_SUBJECTS)
+        or b"@@GLOBAL" in b1
+        or b"@@PERSIST" in b1
+    ):
+        return route
+    start = b1.find(b"SET") + 3
+    values = _scan_read(b1[start:], raw[start:], ro)
+    if values is not None and values.effect != "session":
+        return Route(PRIMARY, f"{route.reason}; {values.reason}")
+    return Route(PRIMARY, route.reason, "session")
+
+
+def _temporary_table_route(words: list[bytes], b1: bytes, raw: bytes, ro: _Ctx, route: Route) -> Route:
+    """CREATE/DROP TEMPORARY TABLE affect only the connection, unless a query part may write."""
+    kind = words.index(b"TEMPORARY")
+    if kind + 1 >= len(words) or words[kind + 1] not in (b"TABLE", b"TABLES"):
+        return route
+    query = _word_re(b"SELECT").search(b1)
+    if query is not None:
+        rest = _scan_read(b1[query.start() :], raw[query.start() :], ro)
+        if rest is not None:
+            return Route(PRIMARY, f"{route.reason} ... {rest.reason}")
+    return Route(PRIMARY, f"{route.reason} TEMPORARY TABLE", "session")
+
+
+def _classify_part(raw: bytes, ro: _Ctx) -> Route | None:
     """Classify one statement of a (possibly multi-statement) text; None if empty."""
     b1 = raw.translate(_T_WORDS)
     m = _FIRST_WORD_RE.match(b1)
@@ -801,10 +1157,10 @@ def _classify_part(raw: bytes, ro: frozenset[str]) -> Route | None:
         return _show_route(b1, raw, ro)
     if first == b"ANALYZE":
         return _analyze_route(b1, raw, ro)
-    return _other_route(first, b1)
+    return _other_route(first, b1, raw, ro)
 
 
-def _classify_masked(masked: str, ro: frozenset[str]) -> Route:
+def _classify_masked(masked: str, ro: _Ctx) -> Route:
     """Classify SQL whose strings and comments have been blanked out."""
     raw = masked.encode("utf-8", "surrogatepass")
     if b";" not in raw:
@@ -820,7 +1176,7 @@ def _classify_masked(masked: str, ro: frozenset[str]) -> Route:
     return Route(REPLICA, "read (multi-statement)")
 
 
-def _classify_sql(sql: str, ro: frozenset[str]) -> Route:
+def _classify_sql(sql: str, ro: _Ctx) -> Route:
     """Classify a SQL string under every tokenization the server could apply.
 
     A reading that does not parse (or leaves nothing to run) is an error on a server
@@ -829,7 +1185,7 @@ def _classify_sql(sql: str, ro: frozenset[str]) -> Route:
     """
     modes = _ESCAPE_MODES if "\\" in sql else _ESCAPE_MODES[:1]
     careful = ("/*" in sql and _CAREFUL_TRIGGER_RE.search(sql) is not None) or (
-        bool(ro) and ("`" in sql or '"' in sql)
+        bool(ro.ro) and ("`" in sql or '"' in sql)
     )
     exec_readings: tuple[bool, ...] = (True,)
     if careful and _VERSIONED_EXEC_RE.search(sql):
@@ -840,7 +1196,7 @@ def _classify_sql(sql: str, ro: frozenset[str]) -> Route:
     for mode in modes:
         for versioned_as_sql in exec_readings:
             if careful:
-                masked = _mask_careful(sql, mode, versioned_as_sql, keep_names=bool(ro))
+                masked = _mask_careful(sql, mode, versioned_as_sql, keep_names=bool(ro.ro))
             else:
                 masked = _mask_fast(sql, mode)
             if masked is None:
@@ -858,8 +1214,11 @@ def _classify_sql(sql: str, ro: frozenset[str]) -> Route:
 _classify_sql_cached = lru_cache(maxsize=SQL_CACHE_SIZE)(_classify_sql)
 
 
-def _classify_str(sql: str, ro: frozenset[str]) -> Route:
-    """Cached string classification (long statements bypass the cache)."""
+def _classify_str(sql: str, ro: _Ctx) -> Route:
+    """Cached string classification (long statements bypass the cache).
+
+    The key holds the interned context, i.e. the read-only functions and the server version.
+    """
     if len(sql) <= MAX_CACHED_SQL_LENGTH:
         return _classify_sql_cached(sql, ro)
     return _classify_sql(sql, ro)
@@ -908,11 +1267,11 @@ def _default_dialect() -> Dialect:
     return mysql.dialect()  # type: ignore[no-any-return]
 
 
-def _fragment_route(text: str, ro: frozenset[str], what: str) -> Route | None:
+def _fragment_route(text: str, ro: _Ctx, what: str) -> Route | None:
     """Classify a raw SQL fragment embedded in a construct; None if it is harmless."""
     route = _classify_str("SELECT " + text, ro)
     if route.target == PRIMARY:
-        return Route(PRIMARY, f"{what}: {route.reason}")
+        return Route(PRIMARY, f"{what}: {route.reason}", route.effect)
     return None
 
 
@@ -928,7 +1287,7 @@ def _for_update_reason(arg: ForUpdateArg) -> str:
     return "locking read: " + " ".join(words)
 
 
-def _function_route(fn: FunctionElement[Any], ro: frozenset[str]) -> Route | None:
+def _function_route(fn: FunctionElement[Any], ro: _Ctx) -> Route | None:
     """Judge one SQL function element; None if it is a safe built-in or declared read-only."""
     if isinstance(fn, next_value):
         return Route(PRIMARY, f"sequence: NEXT VALUE FOR {fn.sequence.name}")
@@ -938,14 +1297,19 @@ def _function_route(fn: FunctionElement[Any], ro: frozenset[str]) -> Route | Non
     packages = tuple(getattr(fn, "packagenames", None) or ())
     if packages:
         full = _normalize_name(".".join((*packages, name)))
-        return None if full in ro else Route(PRIMARY, f"stored function: {full}")
+        return None if full in ro.ro else Route(PRIMARY, f"stored function: {full}")
     upper = name.upper()
     special = _SPECIAL_FUNCTIONS.get(upper)
     if special is not None:
-        return Route(PRIMARY, special)
-    if upper in _BUILTIN_FUNCTIONS or upper in _SQLALCHEMY_GENERIC_FUNCTIONS:
+        return special
+    if upper in ro.builtins:
+        arity = _GEOMETRY_ARITY.get(upper.encode())
+        if arity is None or _arity_ok(arity, len(getattr(fn, "clauses", ()))):
+            return None
+        return Route(PRIMARY, f"{name.lower()}() with this argument count: a stored function")
+    if upper in _SQLALCHEMY_GENERIC_FUNCTIONS:
         return None
-    if _normalize_name(name) in ro:
+    if _normalize_name(name) in ro.ro:
         return None
     return Route(PRIMARY, f"unknown function (stored function or UDF?): {name.lower()}")
 
@@ -1007,7 +1371,7 @@ def _mapper_needs_compile(mapper: Any) -> bool:
     return verdict
 
 
-def _custom_operator_route(el: Any, ro: frozenset[str]) -> Route | None:
+def _custom_operator_route(el: Any, ro: _Ctx) -> Route | None:
     """Check the verbatim SQL of ``op("...")`` operators."""
     for attr in ("operator", "modifier"):
         op = getattr(el, attr, None)
@@ -1027,14 +1391,20 @@ def _hint_texts(el: Any) -> list[str]:
     return texts
 
 
-def _walk_construct(stmt: Any, ro: frozenset[str], dialect: Dialect | None) -> Route:
-    """Walk a select-like construct looking for anything that rules out a replica."""
+def _walk_construct(stmt: Any, ro: _Ctx, dialect: Dialect | None) -> Route:
+    """Walk a select-like construct looking for anything that rules out a replica.
+
+    A write ends the walk; locking and session-bound findings are collected (together: a write).
+    """
     needs_compile = False
     mappers: set[int] = set()
+    lock: str | None = None
+    found: list[Route] = []
     for el in visitors.iterate(stmt):
         route: Route | None = None
         if isinstance(el, ForUpdateArg):
-            return Route(PRIMARY, _for_update_reason(el))
+            lock = lock or _for_update_reason(el)
+            continue
         if isinstance(el, UpdateBase):
             kind = "INSERT" if el.is_insert else "UPDATE" if el.is_update else "DELETE"
             return Route(PRIMARY, f"write inside a read construct: {kind}")
@@ -1050,15 +1420,19 @@ def _walk_construct(stmt: Any, ro: frozenset[str], dialect: Dialect | None) -> R
         elif isinstance(el, (BinaryExpression, UnaryExpression, ClauseList)):
             route = _custom_operator_route(el, ro)
         if route is not None:
-            return route
+            if route.effect == "write":
+                return route
+            found.append(route)
         if isinstance(el, GenerativeSelect):
             arg = getattr(el, "_for_update_arg", None)
             if arg is not None:
-                return Route(PRIMARY, _for_update_reason(arg))
+                lock = lock or _for_update_reason(arg)
             for text in _hint_texts(el):
                 route = _fragment_route(text, ro, "prefix, suffix or hint")
                 if route is not None:
-                    return route
+                    if route.effect == "write":
+                        return route
+                    found.append(route)
             if getattr(el, "_with_options", ()):
                 needs_compile = True
         if isinstance(el, ColumnElement) and _type_has_sql(el.type):
@@ -1070,10 +1444,16 @@ def _walk_construct(stmt: Any, ro: frozenset[str], dialect: Dialect | None) -> R
             needs_compile = needs_compile or _mapper_needs_compile(mapper)
     if needs_compile:
         return _compiled_route(stmt, ro, dialect)
-    return _READ
+    if lock is not None:
+        found.append(Route(PRIMARY, lock, "lock"))
+    if not found:
+        return _READ
+    if len({r.effect for r in found}) > 1:
+        return Route(PRIMARY, "; ".join(dict.fromkeys(r.reason for r in found)))
+    return found[0]
 
 
-def _compiled_route(stmt: Any, ro: frozenset[str], dialect: Dialect | None) -> Route:
+def _compiled_route(stmt: Any, ro: _Ctx, dialect: Dialect | None) -> Route:
     """Compile a construct and classify the SQL it renders."""
     try:
         sql = stmt.compile(dialect=dialect or _default_dialect()).string
@@ -1081,11 +1461,11 @@ def _compiled_route(stmt: Any, ro: frozenset[str], dialect: Dialect | None) -> R
         return Route(PRIMARY, f"could not compile to inspect it: {type(exc).__name__}")
     route = _classify_str(sql, ro)
     if route.target == PRIMARY:
-        return Route(PRIMARY, f"compiled SQL: {route.reason}")
+        return Route(PRIMARY, f"compiled SQL: {route.reason}", route.effect)
     return route
 
 
-def _classify_select(stmt: Any, ro: frozenset[str], dialect: Dialect | None) -> Route:
+def _classify_select(stmt: Any, ro: _Ctx, dialect: Dialect | None) -> Route:
     """Cached structural classification, keyed by SQLAlchemy's memoized statement cache key.
 
     Generating the key is not extra work: SQLAlchemy memoizes it on the statement and reuses it
@@ -1097,7 +1477,7 @@ def _classify_select(stmt: Any, ro: frozenset[str], dialect: Dialect | None) -> 
         cache_key = None
     if cache_key is None:
         return _walk_construct(stmt, ro, dialect)
-    key = (cache_key.key, ro, dialect.name if dialect is not None else None)
+    key = (cache_key.key, ro.ro, ro.server, dialect.name if dialect is not None else None)
     route = _shapes.routes.get(key)
     if route is None:
         route = _walk_construct(stmt, ro, dialect)
@@ -1107,7 +1487,7 @@ def _classify_select(stmt: Any, ro: frozenset[str], dialect: Dialect | None) -> 
     return route
 
 
-def _classify_construct(stmt: Any, ro: frozenset[str], dialect: Dialect | None) -> Route:
+def _classify_construct(stmt: Any, ro: _Ctx, dialect: Dialect | None) -> Route:
     """Classify a SQLAlchemy executable by its type and structure."""
     if isinstance(stmt, TextClause):
         return _classify_str(stmt.text, ro)
@@ -1150,6 +1530,7 @@ def classify(
     *,
     dialect: Dialect | None = None,
     read_only_functions: Iterable[str] = _EMPTY,
+    server: Server | None = None,
 ) -> Route:
     """Return where ``statement`` may run: ``Route(REPLICA, ...)`` only for proven pure reads.
 
@@ -1158,6 +1539,9 @@ def classify(
     ``schema.name``) that the application declares free of writes and session state.
     ``dialect`` is only used to compile constructs whose SQL is partly generated at
     compile time (default: the MySQL dialect).
+    ``server`` is the version floor of the servers that may run the read, e.g.
+    ``("mariadb", (10, 11, 19))``; built-ins newer than that (or all version-gated ones
+    when None, i.e. unknown) count as stored functions.
     """
     if not read_only_functions:
         ro = _EMPTY
@@ -1168,15 +1552,16 @@ def classify(
         ro = _normalized_names(names if isinstance(names, frozenset) else frozenset(names))
     if dialect is not None and not isinstance(dialect, Dialect):
         raise TypeError(f"dialect must be a SQLAlchemy Dialect or None, not {type(dialect).__name__}")
+    ctx = _context(ro, server)
     cls = type(statement)
     if cls is Select:  # by far the most common statement: skip the type dispatch
-        return _classify_select(statement, ro, dialect)
+        return _classify_select(statement, ctx, dialect)
     if cls is str:
-        return _classify_str(statement, ro)
+        return _classify_str(statement, ctx)
     if isinstance(statement, str):
-        return _classify_str(str.__str__(statement), ro)
+        return _classify_str(str.__str__(statement), ctx)
     if isinstance(statement, Executable):
-        return _classify_construct(statement, ro, dialect)
+        return _classify_construct(statement, ctx, dialect)
     raise TypeError(
         f"classify() expects a SQL str or a SQLAlchemy Executable, not {type(statement).__name__}"
     )

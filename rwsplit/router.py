@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .balancer import Balancer
-from .classify import PRIMARY, classify
+from .classify import PRIMARY, Server, _server_floor, classify
 from .errors import NoReplicaAvailable
 from .gtid import Position
 from .policy import ConsistencyState, RoutingPolicy, check_seconds
@@ -59,6 +59,8 @@ class Router:
         self.balancer = balancer
         self._in_flight = in_flight
         self._decisions: dict[tuple[str, str], Decision] = {}
+        # (monitor's version mapping, floor over the replicas): recomputed when the mapping changes.
+        self._server: tuple[Mapping[str, str] | None, Server | None] = (None, None)
 
     def decide(
         self,
@@ -73,7 +75,13 @@ class Router:
         ``rwsplit_max_lag=…``); ``hint`` is a caller-side reason to use the primary (an ORM
         refresh of an object this session wrote, …). Neither can send a write to a replica.
         """
-        route = classify(statement, read_only_functions=self.policy.read_only_functions)
+        versions = self.monitor.server_versions()
+        seen, server = self._server
+        if versions is not seen:
+            names = [r.name for r in self.monitor.snapshot().replicas]
+            server = _server_floor(versions.get(name) for name in names)
+            self._server = (versions, server)
+        route = classify(statement, read_only_functions=self.policy.read_only_functions, server=server)
         if route.target == PRIMARY:
             return Decision(PRIMARY, route.reason, writes=True, effect=getattr(route, "effect", "write"))
         return self.read_target(state, options, hint, route.reason)

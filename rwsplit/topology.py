@@ -191,6 +191,7 @@ class Monitor:
         self._timeline = _Timeline()
         self._primary_server_id: int | None = None
         self._mariadb: dict[str, bool] = {}
+        self._versions: Mapping[str, str] = {}  # replaced, never mutated: readers compare identity
         self._warned_writable: set[str] = set()
         self._replica_ids: dict[int, str] = {}
         self._publish_lock = threading.Lock()
@@ -241,6 +242,10 @@ class Monitor:
         """``"mariadb"``/``"mysql"`` once a probe has connected to that server, else None."""
         mariadb = self._mariadb.get(name)
         return None if mariadb is None else ("mariadb" if mariadb else "mysql")
+
+    def server_versions(self) -> Mapping[str, str]:
+        """``get_server_info()`` of every server probed so far; a new mapping whenever one changes."""
+        return self._versions
 
     def mark_down(self, name: str, error: str) -> None:
         """Take a replica out at once after a failed read; probes must pass again to readmit it."""
@@ -312,7 +317,11 @@ class Monitor:
         try:
             if conn is None:
                 conn = self._connect(spec)
-                self._mariadb[spec.name] = "mariadb" in conn.get_server_info().lower()
+                info = conn.get_server_info()
+                self._mariadb[spec.name] = "mariadb" in info.lower()
+                if self._versions.get(spec.name) != info:
+                    with self._publish_lock:
+                        self._versions = {**self._versions, spec.name: info}
             with conn.cursor() as cur:
                 if spec.role == "primary":
                     state = self._probe_primary(spec, cur, prev)
