@@ -590,15 +590,18 @@ class RoutingConnection:
     def begin(self) -> RoutingTransaction:
         """Begin a transaction: commit it, roll it back, or use it as a ``with`` block.
 
-        As in SQLAlchemy, a second ``begin()`` while one is open (or while writes autobegan one)
-        raises ``InvalidRequestError``; use :meth:`begin_nested` for a savepoint.
+        As in SQLAlchemy, a second ``begin()`` while one is open (or while a write, lock or session
+        setting autobegan one) raises ``InvalidRequestError``; use :meth:`begin_nested` for a
+        savepoint. Reads alone begin nothing that ``begin()`` would trip on.
         """
         self._check_open()
-        if self.in_transaction():
+        if self._transaction is not None or self.state.tx_on_primary:
             raise sa.exc.InvalidRequestError(
                 "a transaction is already begun on this RoutingConnection; commit() or rollback() "
                 "it first, or use begin_nested() for a savepoint"
             )
+        if self._primary is not None and self._primary.in_transaction():
+            self._primary.commit()  # only reads ran in it (pinned reads autobegin, like replica reads do not)
         self._transaction = RoutingTransaction(self)
         return self._transaction
 

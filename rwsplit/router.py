@@ -83,7 +83,7 @@ class Router:
             self._server = (versions, server)
         route = classify(statement, read_only_functions=self.policy.read_only_functions, server=server)
         if route.target == PRIMARY:
-            return Decision(PRIMARY, route.reason, writes=True, effect=getattr(route, "effect", "write"))
+            return Decision(PRIMARY, route.reason, writes=True, effect=route.effect)
         return self.read_target(state, options, hint, route.reason)
 
     def read_target(

@@ -295,6 +295,7 @@ def test_orm_reloads_after_non_orm_writes_read_the_primary(
         assert s.last_target == PRIMARY
         assert [p.label for p in item.parts] == ["core", "text"]  # lazy load
         assert s.last_target == PRIMARY
+        s.commit()  # a new transaction, so the refresh can see a later commit (as in plain SQLAlchemy)
         primary_sql("UPDATE test_ru_item SET name = %s WHERE id = %s", renamed + "x", item_id)
         s.refresh(item)
         assert item.name == renamed + "x"
