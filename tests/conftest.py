@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -29,15 +30,47 @@ def caught_up(sandbox: Sandbox) -> Callable[..., None]:
     return wait
 
 
-@pytest.fixture()
-def stale_replicas(sandbox: Sandbox, caught_up) -> Iterator[None]:
-    """Both replicas apply every event 30 s late (until teardown): any read they serve is stale."""
-    caught_up()
+@contextlib.contextmanager
+def _every_replica(
+    sandbox: Sandbox, apply: Callable[[int], None], undo: Callable[[int], None]
+) -> Iterator[None]:
+    """Apply a change to both replicas once they are caught up; undo it and catch up afterwards."""
+    sandbox.wait_caught_up(timeout=15)
     try:
         for r in (1, 2):
-            sandbox.delay_replica(r, 30)
+            apply(r)
         yield
     finally:
         for r in (1, 2):
-            sandbox.delay_replica(r, 0)
-        caught_up()
+            undo(r)
+        sandbox.wait_caught_up(timeout=15)
+
+
+@pytest.fixture()
+def stale_replicas(sandbox: Sandbox) -> Iterator[None]:
+    """Both replicas apply every event 30 s late (until teardown): any read they serve is stale."""
+    with _every_replica(
+        sandbox, lambda r: sandbox.delay_replica(r, 30), lambda r: sandbox.delay_replica(r, 0)
+    ):
+        yield
+
+
+@pytest.fixture()
+def paused_replicas(sandbox: Sandbox) -> Iterator[None]:
+    """Both replicas stop applying (SQL threads stopped) until teardown: they become ineligible."""
+    with _every_replica(sandbox, sandbox.pause_replica, sandbox.resume_replica):
+        yield
+
+
+@pytest.fixture()
+def on_primary(sandbox: Sandbox) -> Callable[..., object]:
+    """Run one statement on the primary over an admin connection (autocommit): row 1, column 1."""
+
+    def run(sql: str, *args: object) -> object:
+        with sandbox.connect("primary") as conn, conn.cursor() as cur:
+            cur.execute(f"USE {sandbox.database}")
+            cur.execute(sql, args)
+            row = cur.fetchone() if cur.description else None
+            return None if row is None else row[0]
+
+    return run

@@ -95,39 +95,11 @@ def server_of(sandbox: Sandbox) -> Callable[[object], str]:
     return run
 
 
-@pytest.fixture()
-def primary_sql(sandbox: Sandbox) -> Callable[..., object]:
-    """Run one statement on the primary over an admin connection (autocommit); first column of row 1."""
-
-    def run(sql: str, *args: object) -> object:
-        with sandbox.connect("primary") as conn, conn.cursor() as cur:
-            cur.execute(f"USE {sandbox.database}")
-            cur.execute(sql, args)
-            row = cur.fetchone() if cur.description else None
-            return None if row is None else row[0]
-
-    return run
-
-
-@pytest.fixture()
-def paused_replicas(sandbox: Sandbox, caught_up) -> Iterator[None]:
-    """Both replicas stop applying (SQL threads stopped) until teardown: they become ineligible."""
-    caught_up()
-    try:
-        for r in (1, 2):
-            sandbox.pause_replica(r)
-        yield
-    finally:
-        for r in (1, 2):
-            sandbox.resume_replica(r)
-        caught_up()
-
-
-def _add_item(primary_sql: Callable[..., object], name: str, *labels: str) -> int:
-    primary_sql("INSERT INTO test_ru_item (name) VALUES (%s)", name)
-    item_id = int(primary_sql("SELECT id FROM test_ru_item WHERE name = %s", name))  # type: ignore[arg-type]
+def _add_item(on_primary: Callable[..., object], name: str, *labels: str) -> int:
+    on_primary("INSERT INTO test_ru_item (name) VALUES (%s)", name)
+    item_id = int(on_primary("SELECT id FROM test_ru_item WHERE name = %s", name))  # type: ignore[arg-type]
     for label in labels:
-        primary_sql("INSERT INTO test_ru_part (item_id, label) VALUES (%s, %s)", item_id, label)
+        on_primary("INSERT INTO test_ru_part (item_id, label) VALUES (%s, %s)", item_id, label)
     return item_id
 
 
@@ -147,7 +119,7 @@ def _kill_app_connections(sandbox: Sandbox, which: str) -> int:
 
 @pytest.mark.parametrize("mode", MODES)
 def test_commit_never_reaches_a_replica_connection(
-    make_engine, sandbox: Sandbox, primary_sql, mode: str
+    make_engine, sandbox: Sandbox, on_primary, mode: str
 ) -> None:
     """The replica the session read from dies before commit: the primary's commit stands, no error."""
     eng = make_engine(read_your_writes=mode)
@@ -159,10 +131,10 @@ def test_commit_never_reaches_a_replica_connection(
         assert _kill_app_connections(sandbox, read_on) >= 1
         s.add(Item(name=name))
         s.commit()  # COMMIT on the dead replica connection would raise 2013/2006
-    assert primary_sql("SELECT COUNT(*) FROM test_ru_item WHERE name = %s", name) == 1
+    assert on_primary("SELECT COUNT(*) FROM test_ru_item WHERE name = %s", name) == 1
 
 
-def test_nested_begin_raises_and_outer_rollback_undoes_everything(make_engine, primary_sql) -> None:
+def test_nested_begin_raises_and_outer_rollback_undoes_everything(make_engine, on_primary) -> None:
     eng = make_engine(read_your_writes="transaction")
     a, b = unique("a"), unique("b")
     with eng.connect() as conn:
@@ -180,11 +152,11 @@ def test_nested_begin_raises_and_outer_rollback_undoes_everything(make_engine, p
             sp = conn.begin_nested()
             conn.execute(sa.insert(Item).values(name=b))
             sp.rollback()
-    assert primary_sql("SELECT COUNT(*) FROM test_ru_item WHERE name = %s", a) == 1
-    assert primary_sql("SELECT COUNT(*) FROM test_ru_item WHERE name = %s", b) == 0
+    assert on_primary("SELECT COUNT(*) FROM test_ru_item WHERE name = %s", a) == 1
+    assert on_primary("SELECT COUNT(*) FROM test_ru_item WHERE name = %s", b) == 0
 
 
-def test_engine_begin_commits_on_success_and_rolls_back_on_error(make_engine, primary_sql) -> None:
+def test_engine_begin_commits_on_success_and_rolls_back_on_error(make_engine, on_primary) -> None:
     eng = make_engine()
     ok, bad = unique("ok"), unique("bad")
     with eng.begin() as conn:
@@ -192,15 +164,15 @@ def test_engine_begin_commits_on_success_and_rolls_back_on_error(make_engine, pr
     with pytest.raises(RuntimeError), eng.begin() as conn:
         conn.execute(sa.insert(Item).values(name=bad))
         raise RuntimeError("boom")
-    assert primary_sql("SELECT COUNT(*) FROM test_ru_item WHERE name = %s", ok) == 1
-    assert primary_sql("SELECT COUNT(*) FROM test_ru_item WHERE name = %s", bad) == 0
+    assert on_primary("SELECT COUNT(*) FROM test_ru_item WHERE name = %s", ok) == 1
+    assert on_primary("SELECT COUNT(*) FROM test_ru_item WHERE name = %s", bad) == 0
 
 
 # ------------------------------------------------------------------ C. savepoints and session state
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_get_or_create_in_a_savepoint(make_engine, primary_sql, mode: str) -> None:
+def test_get_or_create_in_a_savepoint(make_engine, on_primary, mode: str) -> None:
     eng = make_engine(read_your_writes=mode)
     name = unique()
     with rwsplit.sessionmaker(eng)() as s:
@@ -211,7 +183,7 @@ def test_get_or_create_in_a_savepoint(make_engine, primary_sql, mode: str) -> No
                 if found is None:
                     s.add(Item(name=name))
         s.commit()
-    assert primary_sql("SELECT COUNT(*) FROM test_ru_item WHERE name = %s", name) == 1
+    assert on_primary("SELECT COUNT(*) FROM test_ru_item WHERE name = %s", name) == 1
 
 
 def test_releasing_a_savepoint_does_not_pin_a_causal_session(make_engine) -> None:
@@ -278,7 +250,7 @@ def test_a_write_through_session_connection_pins_the_session(make_engine, stale_
 
 @pytest.mark.parametrize("mode", ["transaction", "off"])
 def test_orm_reloads_after_non_orm_writes_read_the_primary(
-    make_engine, stale_replicas, primary_sql, mode: str
+    make_engine, stale_replicas, on_primary, mode: str
 ) -> None:
     eng = make_engine(max_lag=60, read_your_writes=mode)
     with rwsplit.sessionmaker(eng, expire_on_commit=True)() as s:
@@ -296,45 +268,45 @@ def test_orm_reloads_after_non_orm_writes_read_the_primary(
         assert [p.label for p in item.parts] == ["core", "text"]  # lazy load
         assert s.last_target == PRIMARY
         s.commit()  # a new transaction, so the refresh can see a later commit (as in plain SQLAlchemy)
-        primary_sql("UPDATE test_ru_item SET name = %s WHERE id = %s", renamed + "x", item_id)
+        on_primary("UPDATE test_ru_item SET name = %s WHERE id = %s", renamed + "x", item_id)
         s.refresh(item)
         assert item.name == renamed + "x"
         assert s.last_target == PRIMARY
 
 
-def test_merge_decides_insert_or_update_on_the_primary(make_engine, stale_replicas, primary_sql) -> None:
+def test_merge_decides_insert_or_update_on_the_primary(make_engine, stale_replicas, on_primary) -> None:
     eng = make_engine(max_lag=60, read_your_writes="off")
-    item_id = _add_item(primary_sql, unique("old"))
+    item_id = _add_item(on_primary, unique("old"))
     new = unique("new")
     with rwsplit.sessionmaker(eng)() as s:
         assert s.scalar(select(Item.id).where(Item.id == item_id)) is None  # the replica is stale
         assert s.last_target in REPLICAS
         s.merge(Item(id=item_id, name=new))
         s.commit()  # a stale replica read would INSERT: IntegrityError 1062
-    assert primary_sql("SELECT name FROM test_ru_item WHERE id = %s", item_id) == new
+    assert on_primary("SELECT name FROM test_ru_item WHERE id = %s", item_id) == new
 
 
-def test_delete_cascade_loads_children_from_the_primary(make_engine, stale_replicas, primary_sql) -> None:
+def test_delete_cascade_loads_children_from_the_primary(make_engine, stale_replicas, on_primary) -> None:
     eng = make_engine(max_lag=60, read_your_writes="off")
-    item_id = _add_item(primary_sql, unique("parent"), "p1", "p2")
+    item_id = _add_item(on_primary, unique("parent"), "p1", "p2")
     with rwsplit.sessionmaker(eng)() as s:
         item = s.get(Item, item_id, execution_options={"rwsplit_route": "primary"})
         assert item is not None
         s.delete(item)  # cascade: the parts must come from the primary, or the FK refuses the delete
         s.commit()
-    assert primary_sql("SELECT COUNT(*) FROM test_ru_part WHERE item_id = %s", item_id) == 0
+    assert on_primary("SELECT COUNT(*) FROM test_ru_part WHERE item_id = %s", item_id) == 0
 
 
-def test_a_fallback_read_sees_the_latest_commits(make_engine, paused_replicas, primary_sql) -> None:
+def test_a_fallback_read_sees_the_latest_commits(make_engine, paused_replicas, on_primary) -> None:
     eng = make_engine(read_your_writes="off", wait=False)
     wait_for(lambda: not eligible(eng), 10)
-    item_id = _add_item(primary_sql, unique("a"))
+    item_id = _add_item(on_primary, unique("a"))
     later = unique("b")
     with eng.connect() as conn, rwsplit.sessionmaker(eng)() as s:
         query = select(Item.name).where(Item.id == item_id)
         conn.scalar(query)
         s.scalar(query)
         assert (conn.last_target, s.last_target) == (PRIMARY, PRIMARY)
-        primary_sql("UPDATE test_ru_item SET name = %s WHERE id = %s", later, item_id)
+        on_primary("UPDATE test_ru_item SET name = %s WHERE id = %s", later, item_id)
         assert conn.scalar(query) == later  # a REPEATABLE READ snapshot would return the old name
         assert s.scalar(query) == later

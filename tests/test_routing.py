@@ -114,20 +114,6 @@ def where(ids: dict[int, str]) -> Callable[[object], str]:
     return run
 
 
-@pytest.fixture()
-def on_primary(sandbox: Sandbox) -> Callable[..., object]:
-    """One value from the primary over an admin connection (committed data only)."""
-
-    def run(sql: str, *args: object) -> object:
-        with sandbox.connect("primary") as conn, conn.cursor() as cur:
-            cur.execute(f"USE {sandbox.database}")
-            cur.execute(sql, args)
-            row = cur.fetchone()
-            return None if row is None else row[0]
-
-    return run
-
-
 @pytest.fixture(scope="module")
 def engine(sandbox: Sandbox) -> Iterator[rwsplit.RoutingEngine]:
     """The module's default routing engine; it also creates and drops the tables."""
