@@ -129,7 +129,10 @@ class Router:
 
         Moving to another replica, the session takes only one the monitor saw at or past where
         it last saw the replicas this session read from (monotonic reads), else the primary.
+        A session given a token (``after=``, ``advance``) reads at its position, as causal reads do.
         """
+        if state.position:
+            return self.causal_replica(state, max_lag, state.position, reason)
         snapshot = self.monitor.snapshot()
         own = state.replica
         if own is not None and snapshot.is_eligible(own, max_lag):

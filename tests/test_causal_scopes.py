@@ -281,6 +281,28 @@ def test_session_mode_never_moves_to_a_replica_behind_what_it_read(
         assert s.last_target == "replica2"
 
 
+def test_a_token_given_to_a_non_causal_session_is_honoured(sandbox: Sandbox, make_engine: Any) -> None:
+    writer = make_engine(read_your_writes="causal")
+    reader = make_engine(read_your_writes="session")
+    pk = _next_id()
+    with _locked(sandbox, 1, 2):
+        with rwsplit.sessionmaker(writer)() as s:
+            s.add(Item(id=pk, owner=0, version=6))
+            s.commit()
+            token = s.consistency_token()
+        with rwsplit.sessionmaker(reader)(after=token) as s:
+            assert s.execute(sa.select(Item.version).where(Item.id == pk)).scalar() == 6
+            assert s.last_target == "primary"
+        with reader.connect(after=token) as conn:
+            assert conn.scalar(sa.select(Item.version).where(Item.id == pk)) == 6
+        with rwsplit.sessionmaker(reader)(read_your_writes="off") as s:
+            s.advance(token)
+            assert s.execute(sa.select(Item.version).where(Item.id == pk)).scalar() == 6
+    with rwsplit.sessionmaker(reader)(after=token) as s:  # replicas caught up: served by one
+        assert s.execute(sa.select(Item.version).where(Item.id == pk)).scalar() == 6
+        assert s.last_target in ("replica1", "replica2")
+
+
 # ------------------------------------------------------------------ item 21: extra GTID domains
 @contextlib.contextmanager
 def _leftover_domain(sandbox: Sandbox, replica: int, gtid: str) -> Iterator[None]:
