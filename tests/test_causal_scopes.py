@@ -381,3 +381,23 @@ def test_causal_wait_goes_to_the_replica_most_likely_to_have_the_position(
     finally:
         sandbox.delay_replica(1, 0)
         sandbox.wait_caught_up()
+
+
+# ------------------------------------------------------------------ pure logic (no server)
+def test_positions_within_the_primary_and_missing_counts() -> None:
+    primary = parse_mariadb("0-1-100,1-1-7")
+    replica = parse_mariadb("0-1-90,1-3-9,77-2-5")
+    kept = replica.within(primary)
+    assert kept.seqs == {"0": 90, "1": 7}
+    assert str(kept) == "0-1-90,1-1-7"  # a capped domain takes the primary's server id
+    inside = parse_mariadb("0-1-90")
+    assert inside.within(primary) is inside  # nothing to drop: no copy on the routing path
+    assert parse_mariadb("0-1-5").within(parse_mariadb("")).seqs == {}
+    assert parse_mariadb("0-1-90").behind(parse_mariadb("0-1-100,1-1-7")) == 10 + 7
+    assert parse_mariadb("0-1-100").behind(parse_mariadb("0-1-100")) == 0
+    with rwsplit.consistency() as scope:
+        assert scope.token() == ""
+        scope.join("aaaaaaaa")
+        scope.join("aaaaaaaa")
+        with pytest.raises(ValueError, match="aaaaaaaa.*bbbbbbbb"):
+            scope.join("bbbbbbbb")
