@@ -7,7 +7,8 @@ parse the session-state tracking of OK packets) and later read only where that p
 applied. A token carries a position between sessions, processes and requests.
 
 Token format (URL-safe, opaque to apps): ``rw1.<cluster>.<positions>.<check>`` where
-``cluster`` is 8 hex digits naming the primary, ``positions`` is the base64url of the GTID list
+``cluster`` is 8 hex digits naming the cluster (a hash of ``create_engine(cluster=…)``, by
+default of the primary's ``host:port/database``), ``positions`` is the base64url of the GTID list
 and ``check`` a CRC-32 of the rest, so truncation and corruption are caught before any use.
 """
 
@@ -30,6 +31,7 @@ from .gtid import Position, parse_mariadb, parse_mysql
 __all__ = [
     "TOKEN_VERSION",
     "cluster_id",
+    "named_cluster_id",
     "encode_token",
     "decode_token",
     "merge_tokens",
@@ -47,9 +49,23 @@ _captured: ContextVar[str | None] = ContextVar("rwsplit_captured_gtid", default=
 _scope: ContextVar[ConsistencyScope | None] = ContextVar("rwsplit_consistency_scope", default=None)
 
 
-def cluster_id(host: str, port: int) -> str:
-    """A short stable name of a cluster, from its primary's address."""
-    return hashlib.sha256(f"{host.lower()}:{port}".encode()).hexdigest()[:8]
+def cluster_id(host: str, port: int, database: str | None = None) -> str:
+    """A short stable id of a cluster derived from its primary's address (and database, if given).
+
+    The default when an engine has no ``cluster=`` name: tokens then stop matching when the
+    primary's address changes, and two environments that both say ``db:3306/app`` share an id.
+    """
+    where = f"{host.lower()}:{port}" if database is None else f"{host.lower()}:{port}/{database}"
+    return hashlib.sha256(where.encode()).hexdigest()[:8]
+
+
+def named_cluster_id(name: str) -> str:
+    """The id of a cluster the application named (``create_engine(cluster="shop-prod")``).
+
+    Engines with the same name accept each other's tokens whatever address they reach the
+    primary by; the prefix keeps a name from ever equalling an address-derived id by accident.
+    """
+    return hashlib.sha256(f"name:{name}".encode()).hexdigest()[:8]
 
 
 def encode_token(position: Position, cluster: str) -> str:
@@ -124,19 +140,42 @@ class ConsistencyScope:
     def advance(self, position: Position) -> None:
         self.position = self.position.merge(position)
 
-    def token(self) -> str:
-        """The scope's position as a token, e.g. for a response header or cookie."""
+    def join(self, cluster: str | None) -> None:
+        """A session of ``cluster`` uses this scope: the first one names the scope's cluster.
+
+        A scope (its incoming token, its position) belongs to one cluster; a session of another
+        raises ``ValueError`` naming both, rather than waiting for a foreign position.
+        """
+        if cluster is None or cluster == self.cluster:
+            return
         if self.cluster is None:
-            raise ValueError("this scope has no cluster yet: nothing was read or written through an engine")
+            self.cluster = cluster
+            return
+        raise ValueError(
+            f"this consistency scope belongs to cluster {self.cluster} (its token or its first "
+            f"session); a session of cluster {cluster} cannot use it"
+        )
+
+    def token(self) -> str:
+        """The scope's position as a token, e.g. for a response header or cookie.
+
+        ``""`` when the scope holds no position (nothing read or written through a causal
+        session, and no incoming token); ``rwsplit.consistency("")`` accepts it back.
+        """
+        if not self.position:
+            return ""
+        if self.cluster is None:  # only positions joined through a cluster's session get here
+            raise ValueError("this scope holds a position of no known cluster")
         return encode_token(self.position, self.cluster)
 
 
 @contextlib.contextmanager
 def consistency(token: str | None = None) -> Iterator[ConsistencyScope]:
-    """Make causal sessions in this block read at least ``token``'s position (None: nothing yet).
+    """Make causal sessions in this block read at least ``token``'s position (None or "": nothing yet).
 
     ``with rwsplit.consistency(request.headers.get("X-Consistency")) as scope: …`` then send
-    ``scope.token()`` back. A bad token raises ``ValueError`` before the block runs.
+    ``scope.token()`` back. A bad token raises ``ValueError`` before the block runs; a session
+    of another cluster than the token's (or than the scope's first session) raises on use.
     """
     if token:
         m = _TOKEN.match(token) if isinstance(token, str) else None

@@ -29,6 +29,7 @@ from .causal import (
     decode_token,
     encode_token,
     install_commit_capture,
+    named_cluster_id,
     request_capture,
     take_captured,
 )
@@ -239,6 +240,7 @@ class RoutingEngine:
         check_choice("read_your_writes", mode, READ_YOUR_WRITES)
         lag = policy.max_lag if max_lag is None else check_seconds("max_lag", max_lag)
         state = ConsistencyState(mode, lag, policy.pin_window)
+        state.bind_cluster(self.cluster_id)
         if after is not None:
             state.advance(self.decode_token(after))
         return state
@@ -369,17 +371,48 @@ class RoutingEngine:
             yield conn
 
     @contextlib.contextmanager
-    def read_snapshot(self, *, max_lag: float | None = None) -> Iterator[Connection]:
+    def read_snapshot(
+        self,
+        *,
+        max_lag: float | None = None,
+        read_your_writes: str | None = None,
+        after: str | None = None,
+    ) -> Iterator[Connection]:
         """A consistent read-only transaction on one eligible replica (or the primary as fallback).
 
         ``with engine.read_snapshot() as conn:`` — every statement in the block sees the same
         snapshot (``START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY``); bind a plain
-        ``sqlalchemy.orm.Session(bind=conn)`` to it for ORM use.
+        ``sqlalchemy.orm.Session(bind=conn)`` to it for ORM use. In causal mode the snapshot
+        starts only once its replica applied ``after`` and the request scope's position (a
+        bounded wait, as for any causal read), else it is taken on the primary.
         """
-        state = self.new_state(max_lag=max_lag)
+        state = self.new_state(max_lag=max_lag, read_your_writes=read_your_writes, after=after)
         decision = self.router.read_target(state)
-        conn = self.engine_for(decision.target).connect()
+        waited: list[Connection] = []
+        if decision.wait_for is not None:
+            replica = self.engine_for(decision.target)
+
+            def connect() -> Connection:
+                waited.append(replica.connect())
+                return waited[-1]
+
+            def forget(_: str) -> None:
+                while waited:
+                    with contextlib.suppress(Exception):
+                        waited.pop().close()
+
+            try:
+                decision = self.await_position(state, decision, connect, forget)
+            except BaseException:
+                forget(decision.target)
+                raise
+            if decision.on_primary:
+                forget(decision.target)
+        # The snapshot runs on the connection that waited: it has applied the position.
+        conn = waited[-1] if waited else self.engine_for(decision.target).connect()
         try:
+            if waited:
+                conn.rollback()  # ends the wait's autobegun (autocommit) transaction: isolation may change
             conn = conn.execution_options(isolation_level="REPEATABLE READ")
             conn.exec_driver_sql("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
             yield conn
@@ -748,6 +781,20 @@ def _spec(name: str, role: str, url: URL, user: str | None, password: str | None
     )
 
 
+def _cluster_key(cluster: object, primary_url: URL) -> str:
+    """The token cluster id: of the app's ``cluster=`` name, else of the primary's host:port/database."""
+    if cluster is None:
+        host = primary_url.host or str(primary_url.query.get("unix_socket") or "localhost")
+        return cluster_id(host, int(primary_url.port or 3306), primary_url.database or "")
+    if not isinstance(cluster, str):
+        raise TypeError(f"cluster must be a str naming the cluster, got {type(cluster).__name__}")
+    if not cluster.strip() or len(cluster) > 200 or not cluster.isprintable():
+        raise ValueError(
+            f"cluster must be a non-empty printable name of at most 200 characters, got {cluster!r}"
+        )
+    return named_cluster_id(cluster)
+
+
 def create_engine(
     url: str | URL,
     *,
@@ -768,6 +815,7 @@ def create_engine(
     monitor_ssl: Mapping[str, Any] | None = None,
     read_only_functions: Iterable[str] = (),
     retry: Retry | None = None,
+    cluster: str | None = None,
     **engine_kwargs: Any,
 ) -> RoutingEngine:
     """Build a routing engine: writes to ``url`` (the primary), lag-bounded reads to ``replicas``.
@@ -784,6 +832,7 @@ def create_engine(
     )
     if isinstance(read_only_functions, str):
         raise TypeError("read_only_functions must be a list of function names, not a single string")
+    cluster_key = _cluster_key(cluster, primary_url)
     policy = RoutingPolicy(
         max_lag=max_lag,
         read_your_writes=read_your_writes,
@@ -845,8 +894,7 @@ def create_engine(
     )
     urls = {PRIMARY: _mask(primary_url), **{n: _mask(u) for n, u in zip(names, replica_urls, strict=True)}}
     router = Router(policy, monitor, chosen, functools.partial(_checked_out, replica_engines))
-    cluster = cluster_id(primary_url.host or "localhost", int(primary_url.port or 3306))
-    engine = RoutingEngine(primary, replica_engines, monitor, router, urls, cluster, primary_reads)
+    engine = RoutingEngine(primary, replica_engines, monitor, router, urls, cluster_key, primary_reads)
     monitor.start(wait=True)
     log.info("routing engine started: %r", engine)
     for row in engine.status():

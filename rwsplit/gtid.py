@@ -37,6 +37,31 @@ class Position:
         mine = self.seqs
         return all(mine.get(d, -1) >= n for d, n in other.seqs.items())
 
+    def behind(self, other: Position) -> int:
+        """How many of ``other``'s transactions this position lacks (per-domain gaps, summed)."""
+        mine = self.seqs
+        return sum(max(0, n - mine.get(d, 0)) for d, n in other.seqs.items())
+
+    def within(self, bound: Position) -> Position:
+        """Only ``bound``'s domains, each capped at ``bound``'s number.
+
+        What a replica has beyond its primary (a leftover or local domain, a diverged sequence)
+        is nothing another replica will ever apply: waiting for it could only time out.
+        """
+        theirs = bound.seqs
+        if all(d in theirs and n <= theirs[d] for d, n in self.seqs.items()):
+            return self
+        seqs: dict[str, int] = {}
+        servers: dict[str, int] = {}
+        for d, n in self.seqs.items():
+            if d not in theirs:
+                continue
+            source = self.servers if n <= theirs[d] else bound.servers
+            seqs[d] = min(n, theirs[d])
+            if d in source:
+                servers[d] = source[d]
+        return Position(seqs, servers, self.flavor)
+
     def merge(self, other: Position) -> Position:
         """The later of the two, domain by domain."""
         if not other.seqs:

@@ -139,6 +139,8 @@ class ConsistencyState:
         "failed",
         "position",
         "confirmed",
+        "cluster",
+        "read_from",
     )
 
     def __init__(self, mode: str, max_lag: float, pin_window: float = 0.0) -> None:
@@ -155,6 +157,8 @@ class ConsistencyState:
         self.failed: set[str] = set()
         self.position = Position()
         self.confirmed: dict[str, Position] = {}
+        self.cluster: str | None = None
+        self.read_from: set[str] = set()
 
     def primary_reason(self) -> str | None:
         """Why this session's next read must go to the primary, or None if a replica may serve it."""
@@ -200,10 +204,25 @@ class ConsistencyState:
         self.failed.clear()
 
     # ---------------------------------------------------------------- causal mode
+    def bind_cluster(self, cluster: str) -> None:
+        """This state belongs to an engine of ``cluster``; a causal one joins the current scope now.
+
+        Joining early makes a scope of another cluster fail when the session is made, not after
+        its first commit (``ValueError`` naming both clusters).
+        """
+        self.cluster = cluster
+        if self.mode == "causal":
+            scope = current_scope()
+            if scope is not None:
+                scope.join(cluster)
+
     def required(self) -> Position:
         """The position a causal read must see: this session's, and its request scope's."""
         scope = current_scope()
-        if scope is None or not scope.position:
+        if scope is None:
+            return self.position
+        scope.join(self.cluster)
+        if not scope.position:
             return self.position
         return self.position.merge(scope.position)
 
@@ -212,8 +231,10 @@ class ConsistencyState:
         if position and not self.position.covers(position):
             self.position = self.position.merge(position)
         scope = current_scope()
-        if scope is not None and position and not scope.position.covers(position):
-            scope.advance(position)
+        if scope is not None and position:
+            scope.join(self.cluster)
+            if not scope.position.covers(position):
+                scope.advance(position)
 
     def committed(self, position: Position | None) -> None:
         """The primary committed this transaction at ``position`` (causal mode).
@@ -247,3 +268,4 @@ class ConsistencyState:
         self.failed.clear()
         self.position = Position()
         self.confirmed.clear()
+        self.read_from.clear()

@@ -15,11 +15,13 @@ from .classify import PRIMARY, Server, _server_floor, classify
 from .errors import NoReplicaAvailable
 from .gtid import Position
 from .policy import ConsistencyState, RoutingPolicy, check_seconds
-from .topology import Monitor
+from .topology import Monitor, ServerState, Snapshot
 
 __all__ = ["Decision", "Router", "PRIMARY", "RETRIED_ON_PRIMARY"]
 
 RETRIED_ON_PRIMARY = "replica read failed; retried on the primary"
+
+_BEHIND_READ = "monotonic reads: no eligible replica has what this session already read"
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,24 +134,38 @@ class Router:
             choice = own if own in covered else self._balance(covered)
             state.replica = choice
             # Whatever this read sees is at least what the monitor last saw there: monotonic reads.
-            state.advance(snapshot.by_name[choice].position)  # type: ignore[index]
+            # Only what the primary has counts: a replica's extra domain would stall every other one.
+            observed = _observed(snapshot, choice)  # type: ignore[arg-type]
+            if observed:
+                state.advance(observed)
             return self._replica_decision(choice, reason)  # type: ignore[arg-type]
-        # Lag right after a write says little (a delayed replica is "caught up" until the next write);
-        # the recent average tells which replica usually applies fastest.
-        best = min(candidates, key=lambda r: (r.lag_average or 0.0, r.lag or 0.0)).name
+        best = min(candidates, key=lambda r: _likely_first(r, required)).name
         return Decision(best, "causal: wait for the session's position", wait_for=required)
 
     def pick_replica(self, state: ConsistencyState, max_lag: float, reason: str) -> Decision:
-        """An eligible replica (the session's own if still eligible), else the fallback."""
+        """An eligible replica (the session's own if still eligible), else the fallback.
+
+        Moving to another replica, the session takes only one the monitor saw at or past where
+        it last saw the replicas this session read from (monotonic reads), else the primary.
+        """
         snapshot = self.monitor.snapshot()
         own = state.replica
         if own is not None and snapshot.is_eligible(own, max_lag):
             return self._replica_decision(own, reason)
-        eligible = [r.name for r in snapshot.eligible(max_lag) if r.name not in state.failed]
-        if not eligible:
+        replicas = [r for r in snapshot.eligible(max_lag) if r.name not in state.failed]
+        if not replicas:
             return self._fallback(max_lag)
-        choice = self._balance(eligible)
+        if own is not None:
+            state.read_from.add(own)
+        if state.read_from:
+            floor = _read_floor(snapshot, state.read_from)
+            if floor:
+                replicas = [r for r in replicas if r.position.covers(floor)]
+                if not replicas:
+                    return Decision(PRIMARY, _BEHIND_READ, fallback=True)
+        choice = self._balance([r.name for r in replicas])
         state.replica = choice
+        state.read_from.add(choice)
         return self._replica_decision(choice, reason)
 
     def _fallback(self, max_lag: float) -> Decision:
@@ -173,3 +189,29 @@ class Router:
         if decision is None:
             decision = self._decisions.setdefault(key, Decision(name, reason))
         return decision
+
+
+def _observed(snapshot: Snapshot, name: str) -> Position:
+    """What the monitor last saw on replica ``name``, within the primary's domains and numbers.
+
+    A lower bound of what a read there sees now. Empty while the primary's position is unknown.
+    """
+    return snapshot.by_name[name].position.within(snapshot.primary.position)
+
+
+def _read_floor(snapshot: Snapshot, names: set[str]) -> Position:
+    """The latest position the monitor saw on any of ``names`` (see :func:`_observed`)."""
+    floor = Position()
+    for name in names:
+        if name in snapshot.by_name:
+            floor = floor.merge(_observed(snapshot, name))
+    return floor
+
+
+def _likely_first(replica: ServerState, required: Position) -> tuple[int, float, float]:
+    """Sort key: the replica most likely to reach ``required`` soonest comes first.
+
+    Fewest transactions missing at its last probe first (a delayed replica looks "caught up"
+    between writes, but its last-seen position trails), then the lowest recent average lag.
+    """
+    return (replica.position.behind(required), replica.lag_average or 0.0, replica.lag or 0.0)
