@@ -119,11 +119,12 @@ def _eligible(r: ServerState, max_lag: float, primary_down: bool, stale_after: f
     lag = r.lag
     if not r.reachable or r.tripped or lag is None or lag > max_lag or not r.sql_running:
         return False
-    measured = r.measured_at
-    if measured is None or r.lag_lower_bound:
+    if r.lag_lower_bound:
         return False
     # A reading ages: a stopped, forked-away or stuck probe thread must not freeze eligibility.
-    age = time.time() - measured
+    # (Every probe that sets a lag sets measured_at; a hand-made state without it has no age.)
+    measured = r.measured_at
+    age = 0.0 if measured is None else time.time() - measured
     if age > stale_after:
         return False
     # Behind at the last probe, it may have fallen further behind since: count the probe's age.
@@ -150,9 +151,14 @@ class _Timeline:
         with self._lock:
             return self._samples[-1] if self._samples else None
 
-    def lag(self, replica: Position, now: float) -> tuple[float, bool] | None:
-        """Seconds since the primary first committed a transaction ``replica`` lacks, and whether
-        that is only a lower bound (the replica is older than the whole timeline)."""
+    def lag(self, replica: Position, now: float) -> float | None:
+        """Seconds since the primary first committed a transaction ``replica`` lacks."""
+        measured = self.measure(replica, now)
+        return None if measured is None else measured[0]
+
+    def measure(self, replica: Position, now: float) -> tuple[float, bool] | None:
+        """:meth:`lag`, and whether it is only a lower bound (the replica is older than the
+        whole timeline: the engine just started, or it is past the window)."""
         with self._lock:
             samples = list(self._samples)
         if not samples:
@@ -525,7 +531,7 @@ class Monitor:
         primary = self._states[self._primary_name]
         behind = status.get("Seconds_Behind_Master", status.get("Seconds_Behind_Source"))
         if source in ("auto", "gtid") and primary.reachable and primary.position:
-            measured = self._timeline.lag(position, now)
+            measured = self._timeline.measure(position, now)
             if measured is None:
                 return None, None, False
             lag, bound = measured

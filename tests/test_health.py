@@ -99,11 +99,11 @@ def test_a_position_older_than_the_timeline_is_only_a_lower_bound() -> None:
     now = time.time()
     for i in range(5):  # the window holds samples from seq 1000 on: anything older is "at least"
         timeline.add(now - 5 + i, parse_mariadb(f"0-1-{1000 + i}"))
-    lag, bound = timeline.lag(parse_mariadb("0-1-10"), now)  # hours behind, say
+    lag, bound = timeline.measure(parse_mariadb("0-1-10"), now)  # hours behind, say
     assert bound and lag == pytest.approx(5.0, abs=0.01)
-    lag, bound = timeline.lag(parse_mariadb("0-1-1002"), now)
+    lag, bound = timeline.measure(parse_mariadb("0-1-1002"), now)
     assert not bound and 0.0 < lag < 3.0
-    assert timeline.lag(parse_mariadb("0-1-1004"), now) == (0.0, False)
+    assert timeline.measure(parse_mariadb("0-1-1004"), now) == (0.0, False)
     state = ServerState(
         name="r",
         role="replica",
