@@ -244,6 +244,7 @@ class Monitor:
         self._fresh_required: set[str] = set()
         self._snapshot = self._build_snapshot()
         self._stop = threading.Event()
+        self._wake = {name: threading.Event() for name in self._specs}  # probe now, not at interval
         self._first_probe = {name: threading.Event() for name in self._specs}
         self._threads = [
             threading.Thread(
@@ -271,6 +272,8 @@ class Monitor:
         """Stop every probe thread and close their connections."""
         self._pid = None
         self._stop.set()
+        for wake in self._wake.values():
+            wake.set()
         limit = self.timeout * 2 + 1 if timeout is None else timeout
         for t in self._threads:
             if t.is_alive():
@@ -287,6 +290,8 @@ class Monitor:
             if self._pid == os.getpid():
                 return
             self._stop.set()  # threads of an earlier run (this process) end on their own
+            for wake in self._wake.values():
+                wake.set()
             lifecycle = self._lifecycle
             self._reset()
             self._lifecycle = lifecycle
@@ -363,6 +368,7 @@ class Monitor:
     def _run(self, name: str, stop: threading.Event) -> None:
         spec = self._specs[name]
         first_probe = self._first_probe
+        wake = self._wake[name]
         conn: pymysql.Connection | None = None
         if spec.role == "replica":
             # The GTID lag source needs one primary sample first; a dead primary only delays this.
@@ -382,7 +388,8 @@ class Monitor:
                         if not stop.is_set():
                             self._publish(replace(self._states[name], reachable=False, error=_describe(exc)))
                 first_probe[name].set()
-                stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
+                wake.wait(max(0.0, self.interval - (time.monotonic() - started)))
+                wake.clear()
         finally:
             if conn is not None:
                 with contextlib.suppress(Exception):
@@ -497,6 +504,10 @@ class Monitor:
             log.warning("%s (%s) is writable (read_only=OFF): is it really a replica?", spec.name, spec.url)
         lag, source, bound = self._measure_lag(cur, status, position, now, mariadb)
         primary = self._states[self._primary_name]
+        if prev.io_running and io is False and primary.reachable:
+            # The IO thread just stopped: often the primary died. Probe it now rather than leave
+            # every replica ineligible (IO down, primary "up") until its next interval.
+            self._wake[self._primary_name].set()
         if lag is None and not primary.reachable and prev.lag is not None:
             # Primary down: the last lag stands in.
             lag, source, bound = prev.raw_lag, prev.lag_source, prev.lag_lower_bound
