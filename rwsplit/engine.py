@@ -10,8 +10,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import os
 import re
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -131,17 +133,86 @@ def _server_key(url: URL) -> tuple[str, int, str]:
     return (host, int(url.port or 3306), "")
 
 
+_AT_CONNECT = "_rwsplit_at_connect"  # set on a driver error raised while opening a replica connection
+_READ_TIMEOUTS: weakref.WeakKeyDictionary[Engine, float] = weakref.WeakKeyDictionary()
+_ENGINES: weakref.WeakSet[RoutingEngine] = weakref.WeakSet()
+
+
 def is_connection_error(exc: BaseException) -> bool:
-    """True for errors that say the connection failed (not the statement)."""
+    """True for errors that say the connection failed (not the statement).
+
+    Any error while opening a replica connection counts (refused, too many connections, access
+    denied …): no statement ran, so the read may go elsewhere.
+    """
     if isinstance(exc, DBAPIError):
         if exc.connection_invalidated:
             return True
         exc = exc.orig  # type: ignore[assignment]
+    if getattr(exc, _AT_CONNECT, False):
+        return True
     if isinstance(exc, pymysql.err.InterfaceError):
         return True
     if isinstance(exc, pymysql.err.OperationalError) and exc.args:
         return exc.args[0] in _CONNECTION_ERRNOS
     return isinstance(exc, (ConnectionError, TimeoutError))
+
+
+def _at_connect(exc: BaseException) -> bool:
+    """Did this error come from opening a new replica connection (marked at ``do_connect``)?"""
+    return bool(getattr(getattr(exc, "orig", exc), _AT_CONNECT, False))
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """A statement ran past ``read_timeout``/``write_timeout`` (errno 2013 "... (timed out)")."""
+    orig = getattr(exc, "orig", exc)
+    args: tuple[Any, ...] = getattr(orig, "args", ())
+    return len(args) >= 2 and args[0] == 2013 and "timed out" in str(args[1])
+
+
+def _slow_statement(monitor: Monitor, replica: Engine, name: str, exc: BaseException) -> bool:
+    """A timed-out read on a replica the monitor probed fine after the read began: the statement
+    was slow (the caller's error), the server is alive. A frozen server fails its probes."""
+    if not _timed_out(exc):
+        return False
+    state = monitor.snapshot().replica(name)
+    if state is None or not state.reachable or state.tripped or state.measured_at is None:
+        return False
+    return state.measured_at > time.time() - _READ_TIMEOUTS.get(replica, 60.0)
+
+
+def _mark_connect_errors(engine: Engine) -> None:
+    """Errors while opening a replica connection are marked, whatever the driver raises."""
+
+    @event.listens_for(engine, "do_connect")
+    def _connect(dialect: Any, conn_rec: Any, cargs: Any, cparams: Any) -> Any:
+        try:
+            return dialect.connect(*cargs, **cparams)
+        except Exception as exc:
+            with contextlib.suppress(AttributeError, TypeError):
+                setattr(exc, _AT_CONNECT, True)
+            raise
+
+
+def _fresh_connection_check(engine: Engine, connect_args: Mapping[str, Any]) -> Callable[[], None]:
+    """Open and close one new DBAPI connection as ``engine`` would (same URL and connect_args)."""
+
+    def check() -> None:
+        cargs, cparams = engine.dialect.create_connect_args(engine.url)
+        conn = engine.dialect.connect(*cargs, **{**cparams, **connect_args})
+        conn.close()
+
+    return check
+
+
+def _after_fork_in_child() -> None:
+    """Pools are not shared across fork: the child forgets the parent's connections unclosed."""
+    for routing in list(_ENGINES):
+        for engine in routing._all_engines():
+            with contextlib.suppress(Exception):
+                engine.dispose(close=False)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class _ReplicaReadFailed(Exception):
@@ -204,6 +275,10 @@ class RoutingEngine:
         """The SQLAlchemy Engine of ``"primary"`` or a replica name."""
         return self._engines[target]
 
+    def _all_engines(self) -> tuple[Engine, ...]:
+        """Every SQLAlchemy Engine this routing engine owns (pools to dispose)."""
+        return (*self._engines.values(), self._primary_reads)
+
     def bind_for(self, decision: Decision, state: ConsistencyState) -> Engine:
         """The Engine a decision runs on: a replica, the primary's transaction, or the primary in autocommit.
 
@@ -235,6 +310,7 @@ class RoutingEngine:
         after: str | None = None,
     ) -> ConsistencyState:
         """A fresh consistency state with this engine's defaults and optional per-session overrides."""
+        self.monitor.ensure_running()  # after dispose() or in a forked child: a live monitor again
         policy = self.policy
         mode = policy.read_your_writes if read_your_writes is None else read_your_writes
         check_choice("read_your_writes", mode, READ_YOUR_WRITES)
@@ -270,7 +346,12 @@ class RoutingEngine:
         return result == 0
 
     def report_replica_failure(self, name: str, exc: BaseException) -> None:
-        self.monitor.mark_down(name, f"read failed: {type(getattr(exc, 'orig', exc)).__name__}")
+        orig = getattr(exc, "orig", exc)
+        if _at_connect(exc):
+            errno = orig.args[0] if getattr(orig, "args", None) else type(orig).__name__
+            self.monitor.mark_down(name, f"new connection refused ({errno})", fresh_connection=True)
+        else:
+            self.monitor.mark_down(name, f"read failed: {type(orig).__name__}")
 
     # ------------------------------------------------------------------ read failover
     def _take_out(self, state: ConsistencyState, target: str, exc: BaseException, forget: Any) -> None:
@@ -300,6 +381,9 @@ class RoutingEngine:
         target = last_target()
         if target in (None, PRIMARY) or not is_connection_error(error):
             raise error
+        if _slow_statement(self.monitor, self._engines[target], target, error):
+            forget(target)  # its connection is gone; the replica is fine
+            raise error
         self._take_out(state, target, error, forget)  # type: ignore[arg-type]
         retry = self.policy.retry
         if retry.replica_attempts:
@@ -317,6 +401,9 @@ class RoutingEngine:
                         except DBAPIError as exc:
                             target = last_target()
                             if target in (None, PRIMARY) or not is_connection_error(exc):
+                                raise
+                            if _slow_statement(self.monitor, self._engines[target], target, exc):
+                                forget(target)
                                 raise
                             self._take_out(state, target, exc, forget)  # type: ignore[arg-type]
                             raise _ReplicaReadFailed from exc
@@ -337,7 +424,10 @@ class RoutingEngine:
         except DBAPIError as exc:
             if not is_connection_error(exc):
                 raise
-            self._take_out(state, target, exc, forget)
+            if _slow_statement(self.monitor, self._engines[target], target, exc):
+                forget(target)  # a slow wait on a live replica: the primary serves, nobody is marked
+            else:
+                self._take_out(state, target, exc, forget)
             reached = False
         if not reached:
             state.replica = None
@@ -446,11 +536,12 @@ class RoutingEngine:
             )
         return rows
 
-    def dispose(self) -> None:
-        """Stop the monitor and close every pooled connection."""
+    def dispose(self, close: bool = True) -> None:
+        """Stop the monitor and close every pooled connection (``close=False``: forget them
+        unclosed, as in a forked child). Using the engine afterwards restarts the monitor."""
         self.monitor.stop()
-        for engine in (*self._engines.values(), self._primary_reads):
-            engine.dispose()
+        for engine in self._all_engines():
+            engine.dispose(close=close)
         self._disposed = True
 
     def __enter__(self) -> RoutingEngine:
@@ -880,6 +971,9 @@ def create_engine(
     _retrying_connect(primary_reads, policy.retry, _mask(primary_url))
     for autocommit_engine in (primary_reads, *replica_engines.values()):
         _no_transaction_control(autocommit_engine)
+    for replica_engine in replica_engines.values():
+        _mark_connect_errors(replica_engine)
+        _READ_TIMEOUTS[replica_engine] = float(connect_args.get("read_timeout") or 60.0)
 
     monitor = Monitor(
         _spec(PRIMARY, "primary", primary_url, monitor_user, monitor_password, ssl),
@@ -891,10 +985,12 @@ def create_engine(
         timeout=timeout,
         lag_source=lag_source,
         heartbeat_table=heartbeat_table,
+        connect_checks={n: _fresh_connection_check(e, connect_args) for n, e in replica_engines.items()},
     )
     urls = {PRIMARY: _mask(primary_url), **{n: _mask(u) for n, u in zip(names, replica_urls, strict=True)}}
     router = Router(policy, monitor, chosen, functools.partial(_checked_out, replica_engines))
     engine = RoutingEngine(primary, replica_engines, monitor, router, urls, cluster_key, primary_reads)
+    _ENGINES.add(engine)
     monitor.start(wait=True)
     log.info("routing engine started: %r", engine)
     for row in engine.status():

@@ -100,7 +100,10 @@ class ServerStatus:
 
 
 def _port_free(port: int) -> bool:
+    """Can a server listen on ``port``? SO_REUSEADDR as mariadbd uses it: connections of a server
+    just stopped (TIME_WAIT) do not count, a socket still listening does."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:

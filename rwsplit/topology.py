@@ -24,8 +24,11 @@ from __future__ import annotations
 import bisect
 import contextlib
 import logging
+import math
+import os
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -42,6 +45,7 @@ log = logging.getLogger("rwsplit.monitor")
 LAG_SOURCES = ("auto", "gtid", "heartbeat", "seconds_behind")
 _TIMELINE_SECONDS = 300.0
 _EWMA = 0.3
+_TRIP_MEMORY = 60.0  # a breaker trip is forgotten after this many seconds without another
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,7 @@ class ServerState:
     probes: int = 0
     healthy_probes: int = 0
     tripped: bool = False
+    lag_lower_bound: bool = False  # lag is only "at least this": never eligible on it
 
     @property
     def replicating(self) -> bool:
@@ -94,26 +99,36 @@ class Snapshot:
     primary: ServerState
     replicas: tuple[ServerState, ...]
     by_name: Mapping[str, ServerState] = field(default_factory=dict)
+    stale_after: float = math.inf  # a reading older than this (seconds) no longer counts
 
     def replica(self, name: str) -> ServerState | None:
         return self.by_name.get(name)
 
     def is_eligible(self, name: str, max_lag: float) -> bool:
         r = self.by_name.get(name)
-        return r is not None and _eligible(r, max_lag, not self.primary.reachable)
+        return r is not None and _eligible(r, max_lag, not self.primary.reachable, self.stale_after)
 
     def eligible(self, max_lag: float) -> list[ServerState]:
         """Replicas that may serve a read no staler than ``max_lag`` seconds."""
         primary_down = not self.primary.reachable
-        return [r for r in self.replicas if _eligible(r, max_lag, primary_down)]
+        stale_after = self.stale_after
+        return [r for r in self.replicas if _eligible(r, max_lag, primary_down, stale_after)]
 
 
-def _eligible(r: ServerState, max_lag: float, primary_down: bool) -> bool:
+def _eligible(r: ServerState, max_lag: float, primary_down: bool, stale_after: float) -> bool:
     lag = r.lag
     if not r.reachable or r.tripped or lag is None or lag > max_lag or not r.sql_running:
         return False
+    if r.lag_lower_bound:
+        return False
+    # A reading ages: a stopped, forked-away or stuck probe thread must not freeze eligibility.
+    # (Every probe that sets a lag sets measured_at; a hand-made state without it has no age.)
+    measured = r.measured_at
+    age = 0.0 if measured is None else time.time() - measured
+    if age > stale_after:
+        return False
     # Behind at the last probe, it may have fallen further behind since: count the probe's age.
-    if lag > 0 and r.measured_at is not None and lag + (time.time() - r.measured_at) > max_lag:
+    if lag > 0 and lag + age > max_lag:
         return False
     # With the primary down the IO thread cannot run; the last measured lag stands in.
     return bool(r.io_running) or primary_down
@@ -138,36 +153,49 @@ class _Timeline:
 
     def lag(self, replica: Position, now: float) -> float | None:
         """Seconds since the primary first committed a transaction ``replica`` lacks."""
+        measured = self.measure(replica, now)
+        return None if measured is None else measured[0]
+
+    def measure(self, replica: Position, now: float) -> tuple[float, bool] | None:
+        """:meth:`lag`, and whether it is only a lower bound (the replica is older than the
+        whole timeline: the engine just started, or it is past the window)."""
         with self._lock:
             samples = list(self._samples)
         if not samples:
             return None
         if replica.covers(samples[-1][1]):
-            return 0.0
-        worst = 0.0
+            return 0.0, False
+        worst, bound = 0.0, False
         for domain, last_seq in samples[-1][1].seqs.items():
             have = replica.seqs.get(domain, -1)
             if have >= last_seq:
                 continue
-            worst = max(worst, now - _left_at(samples, domain, have))
-        return max(worst, 0.0)
+            left, older = _left_at(samples, domain, have)
+            worst = max(worst, now - left)
+            bound = bound or older
+        return max(worst, 0.0), bound
 
 
-def _left_at(samples: Sequence[tuple[float, Position]], domain: str, have: int) -> float:
-    """When the primary committed ``have + 1`` in ``domain``, interpolated between samples."""
+def _left_at(samples: Sequence[tuple[float, Position]], domain: str, have: int) -> tuple[float, bool]:
+    """When the primary committed ``have + 1`` in ``domain``, interpolated between samples; True
+    with the first sample's time when it was before the timeline began (a lower bound on lag)."""
     seqs = [s.seqs.get(domain, -1) for _, s in samples]
     j = bisect.bisect_right(seqs, have) - 1  # last sample the replica has fully applied
     if j < 0:
-        return samples[0][0]  # older than the timeline: a lower bound on the lag
+        return samples[0][0], True
     if j >= len(samples) - 1 or seqs[j + 1] <= seqs[j]:
-        return samples[j][0]  # the primary's numbering went backwards (a new primary?)
+        return samples[j][0], False  # the primary's numbering went backwards (a new primary?)
     t0, s0 = samples[j][0], seqs[j]
     t1, s1 = samples[j + 1][0], seqs[j + 1]
-    return t0 + (t1 - t0) * (have + 1 - s0) / (s1 - s0)
+    return t0 + (t1 - t0) * (have + 1 - s0) / (s1 - s0), False
 
 
 class Monitor:
-    """Probes the primary and every replica in the background and publishes snapshots."""
+    """Probes the primary and every replica in the background and publishes snapshots.
+
+    A reading counts for :attr:`stale_after` seconds only. :meth:`ensure_running` restarts the
+    probes, with fresh readings, after :meth:`stop` or in a forked child.
+    """
 
     def __init__(
         self,
@@ -179,6 +207,7 @@ class Monitor:
         lag_source: str = "auto",
         heartbeat_table: str | None = None,
         clock: Callable[[], float] = time.time,
+        connect_checks: Mapping[str, Callable[[], None]] | None = None,
     ) -> None:
         self.interval = interval
         self.timeout = timeout
@@ -188,22 +217,40 @@ class Monitor:
         self._specs = {s.name: s for s in (primary, *replicas)}
         self._primary_name = primary.name
         self._replica_names = tuple(r.name for r in replicas)
+        self._connect_checks = dict(connect_checks or {})
+        self._warned_writable: set[str] = set()
+        self._pid: int | None = None  # the process whose probe threads run; None: not running
+        self._reset()
+        _MONITORS.add(self)
+
+    @property
+    def stale_after(self) -> float:
+        """Seconds a probe reading counts: three intervals, or one plus two probe timeouts."""
+        return max(3 * self.interval, self.interval + 2 * self.timeout)
+
+    def _reset(self) -> None:
+        """Fresh locks, readings and (unstarted) threads: at construction, restart and fork."""
+        self._lifecycle = threading.Lock()
         self._timeline = _Timeline()
         self._primary_server_id: int | None = None
         self._mariadb: dict[str, bool] = {}
         self._versions: Mapping[str, str] = {}  # replaced, never mutated: readers compare identity
-        self._warned_writable: set[str] = set()
         self._replica_ids: dict[int, str] = {}
         self._publish_lock = threading.Lock()
         self._states: dict[str, ServerState] = {
-            s.name: ServerState(name=s.name, role=s.role, url=s.url) for s in (primary, *replicas)
+            s.name: ServerState(name=s.name, role=s.role, url=s.url) for s in self._specs.values()
         }
-        self._trips: dict[str, int] = {}
+        self._trips: dict[str, tuple[int, float]] = {}  # name -> (trips remembered, last trip)
+        self._marked_at: dict[str, float] = {}
+        self._fresh_required: set[str] = set()
         self._snapshot = self._build_snapshot()
         self._stop = threading.Event()
+        self._wake = {name: threading.Event() for name in self._specs}  # probe now, not at interval
         self._first_probe = {name: threading.Event() for name in self._specs}
         self._threads = [
-            threading.Thread(target=self._run, args=(name,), name=f"rwsplit-monitor-{name}", daemon=True)
+            threading.Thread(
+                target=self._run, args=(name, self._stop), name=f"rwsplit-monitor-{name}", daemon=True
+            )
             for name in self._specs
         ]
         self._started = False
@@ -214,6 +261,7 @@ class Monitor:
         if self._started:
             return
         self._started = True
+        self._pid = os.getpid()
         for t in self._threads:
             t.start()
         if wait:
@@ -223,11 +271,38 @@ class Monitor:
 
     def stop(self, timeout: float | None = None) -> None:
         """Stop every probe thread and close their connections."""
+        self._pid = None
         self._stop.set()
+        for wake in self._wake.values():
+            wake.set()
         limit = self.timeout * 2 + 1 if timeout is None else timeout
         for t in self._threads:
             if t.is_alive():
                 t.join(limit)
+
+    def ensure_running(self) -> None:
+        """Cheap when running; after :meth:`stop` or in a forked child, restart with fresh readings.
+
+        Does not wait for the first probes: until they land, no replica is eligible.
+        """
+        if self._pid == os.getpid():
+            return
+        with self._lifecycle:
+            if self._pid == os.getpid():
+                return
+            self._stop.set()  # threads of an earlier run (this process) end on their own
+            for wake in self._wake.values():
+                wake.set()
+            lifecycle = self._lifecycle
+            self._reset()
+            self._lifecycle = lifecycle
+            self.start(wait=False)
+            log.info("monitor restarted in process %d", os.getpid())
+
+    def _after_fork(self) -> None:
+        """In a forked child: no probe threads survive, and the parent's readings are not ours."""
+        self._pid = None
+        self._reset()
 
     @property
     def alive(self) -> bool:
@@ -247,14 +322,25 @@ class Monitor:
         """``get_server_info()`` of every server probed so far; a new mapping whenever one changes."""
         return self._versions
 
-    def mark_down(self, name: str, error: str) -> None:
-        """Take a replica out at once after a failed read; probes must pass again to readmit it."""
+    def mark_down(self, name: str, error: str, *, fresh_connection: bool = False) -> None:
+        """Take a replica out at once after a failed read; probes started later must pass to
+        readmit it. With ``fresh_connection`` (new connections were refused) a new connection
+        with the application's credentials must also succeed first."""
         with self._publish_lock:
+            now = self._clock()
             state = self._states[name]
-            self._trips[name] = min(self._trips.get(name, 0) + 1, 4)
+            self._trips[name] = (min(self._trip_count(name, now) + 1, 4), now)
+            self._marked_at[name] = now
+            if fresh_connection and name in self._connect_checks:
+                self._fresh_required.add(name)
             self._states[name] = replace(state, reachable=False, tripped=True, error=error, healthy_probes=0)
             self._snapshot = self._build_snapshot()
         log.warning("%s marked down after a failed read: %s", name, error)
+
+    def _trip_count(self, name: str, now: float) -> int:
+        """Trips still remembered: one is forgotten per ``_TRIP_MEMORY`` seconds without another."""
+        count, last = self._trips.get(name, (0, now))
+        return max(0, count - int(max(0.0, now - last) // _TRIP_MEMORY))
 
     def _build_snapshot(self) -> Snapshot:
         replicas = tuple(self._states[n] for n in self._replica_names)
@@ -262,36 +348,53 @@ class Monitor:
             primary=self._states[self._primary_name],
             replicas=replicas,
             by_name={r.name: r for r in replicas},
+            stale_after=self.stale_after,
         )
 
-    def _publish(self, state: ServerState) -> None:
+    def _publish(self, state: ServerState, started: float | None = None) -> None:
         with self._publish_lock:
-            old = self._states[state.name]
+            name = state.name
+            if started is not None and started <= self._marked_at.get(name, -math.inf):
+                return  # in flight when the replica was marked down: proves nothing about now
+            old = self._states[name]
             healthy = old.healthy_probes + 1 if state.reachable and state.error is None else 0
             state = replace(state, healthy_probes=healthy, probes=old.probes + 1, tripped=old.tripped)
             if old.tripped:
-                needed = 2 ** (self._trips.get(state.name, 1) - 1)
-                if healthy >= needed:
+                needed = 2 ** (max(self._trip_count(name, self._clock()), 1) - 1)
+                if healthy >= needed and name not in self._fresh_required:
                     state = replace(state, tripped=False)
-                    log.info("%s readmitted after %d healthy probes", state.name, healthy)
+                    log.info("%s readmitted after %d healthy probes", name, healthy)
             if old.reachable != state.reachable and not state.tripped:
-                log.info("%s is %s", state.name, "reachable" if state.reachable else f"down: {state.error}")
-            self._states[state.name] = state
+                log.info("%s is %s", name, "reachable" if state.reachable else f"down: {state.error}")
+            self._states[name] = state
             self._snapshot = self._build_snapshot()
 
     # ------------------------------------------------------------------ probing
-    def _run(self, name: str) -> None:
+    def _run(self, name: str, stop: threading.Event) -> None:
         spec = self._specs[name]
+        first_probe = self._first_probe
+        wake = self._wake[name]
         conn: pymysql.Connection | None = None
         if spec.role == "replica":
             # The GTID lag source needs one primary sample first; a dead primary only delays this.
-            self._first_probe[self._primary_name].wait(self.timeout + 0.5)
+            first_probe[self._primary_name].wait(self.timeout + 0.5)
         try:
-            while not self._stop.is_set():
+            while not stop.is_set():
                 started = time.monotonic()
-                conn = self._probe_once(spec, conn)
-                self._first_probe[name].set()
-                self._stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
+                try:
+                    conn = self._probe_once(spec, conn, stop)
+                except Exception as exc:  # a surprise in one probe must not end this thread
+                    log.error("%s: unexpected probe error: %s", name, _describe(exc), exc_info=True)
+                    if conn is not None:
+                        with contextlib.suppress(Exception):
+                            conn.close()
+                    conn = None
+                    with contextlib.suppress(Exception):
+                        if not stop.is_set():
+                            self._publish(replace(self._states[name], reachable=False, error=_describe(exc)))
+                first_probe[name].set()
+                wake.wait(max(0.0, self.interval - (time.monotonic() - started)))
+                wake.clear()
         finally:
             if conn is not None:
                 with contextlib.suppress(Exception):
@@ -312,28 +415,52 @@ class Monitor:
             program_name="rwsplit-monitor",
         )
 
-    def _probe_once(self, spec: ServerSpec, conn: pymysql.Connection | None) -> pymysql.Connection | None:
-        prev = self._states[spec.name]
+    def _fresh_connection_refused(self, name: str, started: float) -> str | None:
+        """After a connect-time refusal: try one new application connection; the error, or None."""
+        check = self._connect_checks.get(name)
+        if name not in self._fresh_required or check is None:
+            return None
         try:
-            if conn is None:
-                conn = self._connect(spec)
-                info = conn.get_server_info()
-                self._mariadb[spec.name] = "mariadb" in info.lower()
-                if self._versions.get(spec.name) != info:
-                    with self._publish_lock:
-                        self._versions = {**self._versions, spec.name: info}
-            with conn.cursor() as cur:
-                if spec.role == "primary":
-                    state = self._probe_primary(spec, cur, prev)
-                else:
-                    state = self._probe_replica(spec, cur, prev)
-        except (pymysql.MySQLError, OSError, ValueError) as exc:
-            if conn is not None:
-                with contextlib.suppress(Exception):
-                    conn.close()
-                conn = None
-            state = replace(prev, reachable=False, error=_describe(exc))
-        self._publish(state)
+            check()
+        except Exception as exc:
+            return f"new connections refused: {_describe(getattr(exc, 'orig', exc))}"
+        with self._publish_lock:
+            if started > self._marked_at.get(name, -math.inf):
+                self._fresh_required.discard(name)
+        return None
+
+    def _learn_version(self, name: str, info: str) -> None:
+        self._mariadb[name] = "mariadb" in info.lower()
+        if self._versions.get(name) != info:
+            with self._publish_lock:
+                self._versions = {**self._versions, name: info}
+
+    def _probe_once(
+        self, spec: ServerSpec, conn: pymysql.Connection | None, stop: threading.Event
+    ) -> pymysql.Connection | None:
+        started = self._clock()
+        prev = self._states[spec.name]
+        refused = self._fresh_connection_refused(spec.name, started)
+        if refused is not None:
+            state = replace(prev, error=refused)
+        else:
+            try:
+                if conn is None:
+                    conn = self._connect(spec)
+                    self._learn_version(spec.name, conn.get_server_info())
+                with conn.cursor() as cur:
+                    if spec.role == "primary":
+                        state = self._probe_primary(spec, cur, prev)
+                    else:
+                        state = self._probe_replica(spec, cur, prev)
+            except (pymysql.MySQLError, OSError, ValueError) as exc:
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        conn.close()
+                    conn = None
+                state = replace(prev, reachable=False, error=_describe(exc))
+        if not stop.is_set():  # a thread of an earlier run never publishes into a fresh one
+            self._publish(state, started)
         return conn
 
     def _read_position(self, spec: ServerSpec, cur: Any) -> tuple[Any, Any, str, Position]:
@@ -386,10 +513,15 @@ class Monitor:
         if not read_only and spec.name not in self._warned_writable:
             self._warned_writable.add(spec.name)
             log.warning("%s (%s) is writable (read_only=OFF): is it really a replica?", spec.name, spec.url)
-        lag, source = self._measure_lag(cur, status, position, now, mariadb)
+        lag, source, bound = self._measure_lag(cur, status, position, now, mariadb)
         primary = self._states[self._primary_name]
+        if prev.io_running and io is False and primary.reachable:
+            # The IO thread just stopped: often the primary died. Probe it now rather than leave
+            # every replica ineligible (IO down, primary "up") until its next interval.
+            self._wake[self._primary_name].set()
         if lag is None and not primary.reachable and prev.lag is not None:
-            lag, source = prev.raw_lag, prev.lag_source  # primary down: the last lag stands in
+            # Primary down: the last lag stands in.
+            lag, source, bound = prev.raw_lag, prev.lag_source, prev.lag_lower_bound
         effective = lag
         if lag is not None and lag > 0 and prev.raw_lag is not None and prev.reachable:
             effective = max(lag, prev.raw_lag)  # hysteresis: readmit after two good probes, or at lag 0
@@ -406,6 +538,7 @@ class Monitor:
             raw_lag=lag,
             lag_average=average,
             lag_source=source,
+            lag_lower_bound=bound,
             gtid=raw,
             position=position,
             measured_at=now,
@@ -414,13 +547,23 @@ class Monitor:
 
     def _measure_lag(
         self, cur: Any, status: Mapping[str, Any], position: Position, now: float, mariadb: bool
-    ) -> tuple[float | None, str | None]:
+    ) -> tuple[float | None, str | None, bool]:
+        """(lag, its source, whether that lag is only a lower bound)."""
         source = self.lag_source
         primary = self._states[self._primary_name]
+        behind = status.get("Seconds_Behind_Master", status.get("Seconds_Behind_Source"))
         if source in ("auto", "gtid") and primary.reachable and primary.position:
-            return self._timeline.lag(position, now), "gtid"
+            measured = self._timeline.measure(position, now)
+            if measured is None:
+                return None, None, False
+            lag, bound = measured
+            if bound and behind is not None:
+                # Older than the timeline (engine just started, or past its window): the server's
+                # own coarse figure may know better; either way it is only "at least".
+                lag = max(lag, float(behind))
+            return lag, "gtid", bound
         if source == "gtid":
-            return None, None
+            return None, None, False
         if source in ("auto", "heartbeat") and self.heartbeat_table and self._primary_server_id is not None:
             cur.execute(
                 f"SELECT TIMESTAMPDIFF(MICROSECOND, MAX(ts), UTC_TIMESTAMP(6)) / 1e6 "
@@ -429,13 +572,23 @@ class Monitor:
             )
             value = cur.fetchone()[0]
             if value is not None:
-                return max(0.0, float(value)), "heartbeat"
+                return max(0.0, float(value)), "heartbeat", False
             if source == "heartbeat":
-                return None, None
+                return None, None, False
         if source == "heartbeat":
-            return None, None
-        behind = status.get("Seconds_Behind_Master", status.get("Seconds_Behind_Source"))
-        return (float(behind) if behind is not None else None), "seconds_behind"
+            return None, None, False
+        return (float(behind) if behind is not None else None), "seconds_behind", False
+
+
+_MONITORS: weakref.WeakSet[Monitor] = weakref.WeakSet()
+
+
+def _monitors_after_fork() -> None:
+    for monitor in list(_MONITORS):
+        monitor._after_fork()
+
+
+os.register_at_fork(after_in_child=_monitors_after_fork)
 
 
 def _yes(value: object) -> bool | None:
