@@ -1,0 +1,63 @@
+"""README.rst's examples run as written (only the server URLs are the sandbox's)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import pathlib
+import re
+
+import sqlalchemy as sa
+from sqlalchemy import String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from rwsplit.sandbox import Sandbox
+
+README = pathlib.Path(__file__).resolve().parent.parent / "README.rst"
+
+
+def code_block(section: str) -> str:
+    """The first ``.. code-block:: python`` under the README heading ``section``, dedented."""
+    text = README.read_text()
+    start = text.index(f"\n{section}\n{'=' * len(section)}\n")
+    block = text.index(".. code-block:: python\n", start)
+    lines = []
+    for line in text[block:].splitlines()[2:]:
+        if line and not line.startswith("   "):
+            break
+        lines.append(line[3:])
+    return "\n".join(lines).strip() + "\n"
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class User(Base):
+    __tablename__ = "test_readme_user"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+
+
+def test_the_example_runs_as_written(sandbox: Sandbox, on_primary) -> None:
+    source = code_block("Example")
+    urls = re.findall(r'"(mysql\+pymysql://[^"]+)"', source)
+    assert len(urls) == 3, urls  # primary + 2 replicas, as the README shows
+    for url, real in zip(urls, [sandbox.primary_url, *sandbox.replica_urls], strict=True):
+        source = source.replace(f'"{url}"', repr(real))
+    setup = sa.create_engine(sandbox.primary_url)
+    try:
+        Base.metadata.drop_all(setup)
+        Base.metadata.create_all(setup)
+        with setup.begin() as conn:
+            conn.execute(sa.insert(User).values(id=42, name="Grace"))
+        sandbox.wait_caught_up(timeout=15)
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            exec(compile(source, "README.rst:Example", "exec"), {"User": User})
+        assert out.getvalue() == "Ada\n"
+        assert on_primary("SELECT name FROM test_readme_user WHERE id = 42") == "Ada"
+    finally:
+        Base.metadata.drop_all(setup)
+        setup.dispose()
