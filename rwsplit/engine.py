@@ -318,7 +318,7 @@ class RoutingEngine:
         state = ConsistencyState(mode, lag, policy.pin_window)
         state.bind_cluster(self.cluster_id)
         if after is not None:
-            state.advance(self.decode_token(after))
+            state.start_after(self.decode_token(after))
         return state
 
     # ------------------------------------------------------------------ causal reads
@@ -579,9 +579,11 @@ class RoutingTransaction:
     close = rollback
 
     def __enter__(self) -> RoutingTransaction:
+        self.connection._block = self
         return self
 
     def __exit__(self, exc_type: object, *exc: object) -> None:
+        self.connection._block = None
         if not self.is_active:
             return
         if exc_type is None:
@@ -609,6 +611,7 @@ class RoutingConnection:
         self._reader: Connection | None = None
         self._replica: tuple[str, Connection] | None = None
         self._transaction: RoutingTransaction | None = None
+        self._block: RoutingTransaction | None = None  # the ``with conn.begin():`` block we are in
         self.closed = False
         self.last_target: str | None = None
 
@@ -680,6 +683,12 @@ class RoutingConnection:
     def _check_open(self) -> None:
         if self.closed:
             raise sa.exc.ResourceClosedError("this RoutingConnection is closed")
+        if self._block is not None and not self._block.is_active:
+            # As SQLAlchemy: work after commit()/rollback() inside the block would escape it.
+            raise sa.exc.InvalidRequestError(
+                "Can't operate on closed transaction inside context manager; "
+                "complete the `with conn.begin():` block before emitting further commands"
+            )
 
     def _primary_connection(self) -> Connection:
         if self._primary is None:
@@ -741,9 +750,11 @@ class RoutingConnection:
             causal = state.mode == "causal" and state.tx_wrote
             if causal:
                 request_capture()
-            self._primary.commit()
+            try:
+                self._primary.commit()
+            finally:
+                captured = take_captured() if causal else None  # never left armed for another commit
             if causal:
-                captured = take_captured()
                 state.committed(self.engine.parse_position(captured) if captured else None)
         self._end_transaction()
 

@@ -138,6 +138,7 @@ class ConsistencyState:
         "replica",
         "failed",
         "position",
+        "after",
         "confirmed",
         "cluster",
         "read_from",
@@ -156,6 +157,7 @@ class ConsistencyState:
         self.replica: str | None = None
         self.failed: set[str] = set()
         self.position = Position()
+        self.after = Position()  # the position given at construction: reads see it even after reset()
         self.confirmed: dict[str, Position] = {}
         self.cluster: str | None = None
         self.read_from: set[str] = set()
@@ -257,8 +259,13 @@ class ConsistencyState:
         have = self.confirmed.get(replica)
         return have is not None and have.covers(position)
 
+    def start_after(self, position: Position) -> None:
+        """Reads of this session or connection see ``position``, also after it is closed and reused."""
+        self.after = position
+        self.advance(position)
+
     def reset(self) -> None:
-        """The session closed: forget everything but its settings."""
+        """The session closed: forget everything but its settings (``after`` is one of them)."""
         self.session_pinned = False
         self.tx_on_primary = False
         self.tx_wrote = False
@@ -266,6 +273,6 @@ class ConsistencyState:
         self.connection_state = False
         self.replica = None
         self.failed.clear()
-        self.position = Position()
+        self.position = self.after
         self.confirmed.clear()
         self.read_from.clear()

@@ -46,6 +46,10 @@ class Decision:
         return self.target == PRIMARY
 
 
+# A read the app declared may write (a view or trigger calling a writing function).
+_DECLARED_WRITE = Decision(PRIMARY, "rwsplit_route='write' option", writes=True, effect="write")
+
+
 class Router:
     """Decides the target of each statement for one routing engine."""
 
@@ -86,6 +90,8 @@ class Router:
         route = classify(statement, read_only_functions=self.policy.read_only_functions, server=server)
         if route.target == PRIMARY:
             return Decision(PRIMARY, route.reason, writes=True, effect=route.effect)
+        if options and options.get("rwsplit_route") == "write":
+            return _DECLARED_WRITE
         return self.read_target(state, options, hint, route.reason)
 
     def read_target(
@@ -98,8 +104,12 @@ class Router:
         """Where a statement already known to be a replica-safe read goes."""
         max_lag = state.max_lag
         if options:
-            if options.get("rwsplit_route") == PRIMARY:
-                return Decision(PRIMARY, "rwsplit_route='primary' option")
+            route = options.get("rwsplit_route")
+            if route is not None:
+                if route == PRIMARY:
+                    return Decision(PRIMARY, "rwsplit_route='primary' option")
+                if route != "write":
+                    raise ValueError(f"rwsplit_route must be 'primary' or 'write', got {route!r}")
             looser = options.get("rwsplit_max_lag")
             if looser is not None:
                 max_lag = check_seconds("rwsplit_max_lag", looser)

@@ -84,9 +84,10 @@ class RoutingSession(Session):
             return bind
         state = self.rwsplit_state
         if clause is None or self._flushing:
-            # A flush or bulk_* operation writes; so may whatever runs through session.connection():
-            # rwsplit cannot see it, so it counts as a write of unknown tables.
-            state.wrote()
+            if self._flushing or mapper is not None:  # a flush or a bulk_* operation writes
+                state.wrote()
+            else:  # get_bind() without a statement: the transaction stays on the primary
+                state.bind_transaction()
             self._rwsplit_target = PRIMARY
             return self.routing_engine.primary
         options, hint = self._rwsplit_call
@@ -175,6 +176,13 @@ class RoutingSession(Session):
         finally:
             self._rwsplit_call = saved
 
+    def connection(self, bind_arguments: Any = None, execution_options: Any = None) -> Any:
+        """``Session.connection()``: rwsplit cannot see what runs through it, so it counts as a write
+        of unknown tables (the transaction stays on the primary; a ``"session"`` session is pinned)."""
+        if not (bind_arguments and "bind" in bind_arguments):
+            self.rwsplit_state.wrote()
+        return super().connection(bind_arguments=bind_arguments, execution_options=execution_options)
+
     def merge(self, instance: Any, *args: Any, **kw: Any) -> Any:
         """``Session.merge`` whose load decides INSERT vs UPDATE: that read goes to the primary."""
         with self.use_primary():
@@ -209,11 +217,16 @@ class RoutingSession(Session):
 
 
 def _forget_connection(session: Session, engine: Any) -> None:
-    """Drop a dead replica connection from the session's transaction so commit does not touch it."""
-    trans: SessionTransaction | None = session.get_transaction()
+    """Drop a dead replica connection from every level of the session's transaction.
+
+    SQLAlchemy files each connection under its Engine and under the Connection itself, in the
+    savepoint's transaction and in its parents; left anywhere, commit would touch it and fail.
+    """
+    trans: SessionTransaction | None = session.get_nested_transaction() or session.get_transaction()
     while trans is not None:
         entry = trans._connections.pop(engine, None)
         if entry is not None:
+            trans._connections.pop(entry[0], None)
             with contextlib.suppress(Exception):
                 entry[0].invalidate()
                 entry[0].close()
@@ -246,6 +259,8 @@ def _after_commit(session: Session) -> None:
 @event.listens_for(RoutingSession, "after_transaction_end")
 def _transaction_ended(session: Session, transaction: SessionTransaction) -> None:
     if transaction.parent is None and isinstance(session, RoutingSession):
+        if session.rwsplit_state.mode == "causal":
+            take_captured()  # a failed commit must not leave the capture armed for the next one
         session.rwsplit_state.transaction_ended()
 
 

@@ -6,6 +6,7 @@ Each test runs against the real sandbox and observes where a statement ran (``la
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -253,17 +254,16 @@ def test_orm_reloads_after_non_orm_writes_read_the_primary(
     make_engine, stale_replicas, on_primary, mode: str
 ) -> None:
     eng = make_engine(max_lag=60, read_your_writes=mode)
+    item_id = _add_item(on_primary, unique("v1"))
     with rwsplit.sessionmaker(eng, expire_on_commit=True)() as s:
-        item = Item(name=unique("v1"))
-        s.add(item)
-        s.commit()
-        item_id = item.id
+        item = s.get(Item, item_id, execution_options={"rwsplit_route": "primary"})  # no ORM write
+        assert item is not None
         renamed = unique("v2")
         s.execute(text("UPDATE test_ru_item SET name = :n WHERE id = :i"), {"n": renamed, "i": item_id})
         s.execute(sa.insert(Part.__table__).values(item_id=item_id, label="core"))
         s.execute(text("INSERT INTO test_ru_part (item_id, label) VALUES (:i, 'text')"), {"i": item_id})
         s.commit()
-        assert item.name == renamed  # expired reload
+        assert item.name == renamed  # expired reload (on a replica: ObjectDeletedError)
         assert s.last_target == PRIMARY
         assert [p.label for p in item.parts] == ["core", "text"]  # lazy load
         assert s.last_target == PRIMARY
@@ -310,3 +310,148 @@ def test_a_fallback_read_sees_the_latest_commits(make_engine, paused_replicas, o
         on_primary("UPDATE test_ru_item SET name = %s WHERE id = %s", later, item_id)
         assert conn.scalar(query) == later  # a REPEATABLE READ snapshot would return the old name
         assert s.scalar(query) == later
+
+
+# ------------------------------------------------------------------ found in review
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("savepoint", [False, True])
+def test_the_replica_connection_dies_mid_transaction_and_the_commit_stands(
+    make_engine, sandbox: Sandbox, on_primary, mode: str, savepoint: bool
+) -> None:
+    eng = make_engine(read_your_writes=mode)
+    name = unique()
+    with rwsplit.sessionmaker(eng)() as s:
+        s.execute(select(Item.id).limit(1)).all()
+        target = s.last_target
+        assert target in REPLICAS
+        with s.begin_nested() if savepoint else contextlib.nullcontext():
+            s.execute(select(Item.id).limit(1)).all()
+            assert _kill_app_connections(sandbox, target) >= 1
+            s.execute(select(Item.id).limit(1)).all()  # fails on the dead connection, retried elsewhere
+            s.add(Item(name=name))
+        s.commit()
+    assert on_primary("SELECT COUNT(*) FROM test_ru_item WHERE name = %s", name) == 1
+
+
+@pytest.mark.parametrize("mode", ["session", "causal"])
+def test_the_replica_connection_dies_in_a_savepoint_rolled_back(
+    make_engine, sandbox: Sandbox, on_primary, mode: str
+) -> None:
+    eng = make_engine(read_your_writes=mode)
+    name = unique()
+    with rwsplit.sessionmaker(eng)() as s:
+        savepoint = s.begin_nested()
+        s.execute(select(Item.id).limit(1)).all()
+        target = s.last_target
+        assert target in REPLICAS
+        assert _kill_app_connections(sandbox, target) >= 1
+        s.execute(select(Item.id).limit(1)).all()
+        savepoint.rollback()
+        s.add(Item(name=name))
+        s.commit()
+    assert on_primary("SELECT COUNT(*) FROM test_ru_item WHERE name = %s", name) == 1
+
+
+def test_work_after_commit_inside_a_begin_block_is_refused(make_engine, on_primary) -> None:
+    eng = make_engine(read_your_writes="transaction")
+    a, b = unique("a"), unique("b")
+    with pytest.raises(InvalidRequestError, match="closed transaction"), eng.connect() as conn, conn.begin():
+        conn.execute(sa.insert(Item).values(name=a))
+        conn.commit()
+        conn.execute(sa.insert(Item).values(name=b))  # would escape the block (and be rolled back)
+    assert on_primary("SELECT COUNT(*) FROM test_ru_item WHERE name = %s", a) == 1
+    assert on_primary("SELECT COUNT(*) FROM test_ru_item WHERE name = %s", b) == 0
+
+
+@pytest.fixture()
+def writing_view(sandbox: Sandbox, tables: None) -> Iterator[None]:
+    """A view whose definition calls a function that writes: invisible to any text classifier."""
+    with sandbox.connect("primary") as conn, conn.cursor() as cur:
+        cur.execute(f"USE {sandbox.database}")
+        cur.execute(
+            "CREATE OR REPLACE FUNCTION ru_log() RETURNS INT DETERMINISTIC MODIFIES SQL DATA "
+            "BEGIN INSERT INTO test_ru_item (name) VALUES (CONCAT('v-', UUID())); RETURN 1; END"
+        )
+        cur.execute("CREATE OR REPLACE VIEW ru_v AS SELECT ru_log() AS x")
+    sandbox.wait_caught_up(timeout=15)
+    yield
+    with sandbox.connect("primary") as conn, conn.cursor() as cur:
+        cur.execute(f"USE {sandbox.database}")
+        cur.execute("DROP VIEW IF EXISTS ru_v")
+        cur.execute("DROP FUNCTION IF EXISTS ru_log")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_declared_hidden_write_keeps_the_transaction_on_the_primary(
+    make_engine, writing_view: None, mode: str
+) -> None:
+    eng = make_engine(read_your_writes=mode)
+    count = select(sa.func.count()).select_from(Item).where(Item.name.like("v-%"))
+    with rwsplit.sessionmaker(eng)() as s:
+        before = s.scalar(count.execution_options(rwsplit_route="primary"))
+        assert s.scalar(text("SELECT x FROM ru_v").execution_options(rwsplit_route="write")) == 1
+        assert s.last_target == PRIMARY
+        assert s.scalar(count) == before + 1  # the uncommitted row: same primary transaction
+        assert s.last_target == PRIMARY
+        s.rollback()
+        with pytest.raises(ValueError, match="rwsplit_route must be 'primary' or 'write'"):
+            s.scalar(count.execution_options(rwsplit_route="replica"))
+
+
+def test_get_bind_without_a_statement_does_not_pin(make_engine) -> None:
+    eng = make_engine(read_your_writes="session")
+    with rwsplit.sessionmaker(eng)() as s:
+        assert s.get_bind().dialect.name in ("mysql", "mariadb")
+        s.commit()
+        s.execute(select(Item.id).limit(1)).all()
+        assert s.last_target in REPLICAS
+
+
+def test_a_token_given_at_construction_outlives_close(make_engine, stale_replicas) -> None:
+    eng = make_engine(max_lag=60, read_your_writes="off", causal_timeout=0.2)
+    name = unique()
+    with rwsplit.sessionmaker(eng, read_your_writes="causal")() as writer:
+        writer.add(Item(name=name))
+        writer.commit()
+        token = writer.consistency_token()
+    s = rwsplit.sessionmaker(eng)(after=token)
+    query = select(Item.name).where(Item.name == name)
+    assert s.scalar(query) == name
+    s.close()
+    assert s.scalar(query) == name  # the stale replicas cannot have it: the token still counts
+    s.close()
+
+
+def test_a_causal_commit_with_a_savepoint_open_records_its_position(make_engine) -> None:
+    eng = make_engine(read_your_writes="causal", causal_timeout=2.0)
+    name = unique()
+    with rwsplit.sessionmaker(eng)() as s:
+        s.begin_nested()
+        s.add(Item(name=name))
+        s.commit()
+        assert s.rwsplit_state.position
+        assert not s.rwsplit_state.session_pinned
+        assert s.scalar(select(Item.name).where(Item.name == name)) == name
+        assert s.last_target in REPLICAS
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_no_connection_stays_checked_out(make_engine, mode: str) -> None:
+    eng = make_engine(read_your_writes=mode)
+    with rwsplit.sessionmaker(eng)() as s:
+        s.execute(select(Item.id).limit(1)).all()
+        with s.begin_nested():
+            s.add(Item(name=unique()))
+            s.flush()
+        s.commit()
+        s.execute(select(Item.id).limit(1)).all()
+    with eng.connect() as conn:
+        conn.execute(select(Item.id).limit(1)).all()
+        conn.execute(text("SET @x = 1"))
+        conn.execute(select(Item.id).limit(1)).all()
+    with eng.begin() as conn:
+        conn.execute(sa.insert(Item).values(name=unique()))
+    pools = [e.pool for e in eng._all_engines()]
+    assert [p.checkedout() for p in pools] == [0] * len(pools)  # type: ignore[attr-defined]
