@@ -181,16 +181,23 @@ def _slow_statement(monitor: Monitor, replica: Engine, name: str, exc: BaseExcep
 
 
 def _mark_connect_errors(engine: Engine) -> None:
-    """Errors while opening a replica connection are marked, whatever the driver raises."""
+    """Errors while opening a replica connection are marked, whatever the driver raises.
 
-    @event.listens_for(engine, "do_connect")
-    def _connect(dialect: Any, conn_rec: Any, cargs: Any, cparams: Any) -> Any:
+    The dialect's own ``connect`` is wrapped (not a ``do_connect`` listener): an event listener
+    would make SQLAlchemy dispatch dialect events on every statement of that engine.
+    """
+    dialect = engine.dialect
+    connect = dialect.connect
+
+    def marked_connect(*cargs: Any, **cparams: Any) -> Any:
         try:
-            return dialect.connect(*cargs, **cparams)
+            return connect(*cargs, **cparams)
         except Exception as exc:
             with contextlib.suppress(AttributeError, TypeError):
                 setattr(exc, _AT_CONNECT, True)
             raise
+
+    dialect.connect = marked_connect  # type: ignore[method-assign]
 
 
 def _fresh_connection_check(engine: Engine, connect_args: Mapping[str, Any]) -> Callable[[], None]:

@@ -104,7 +104,9 @@ class RoutingSession(Session):
                 lambda: self.connection(bind_arguments={"bind": replica}),
                 lambda _: _forget_connection(self, replica),
             )
-        self._rwsplit_target = decision.target
+        target = self._rwsplit_target = decision.target
+        if target != PRIMARY:
+            return self._rwsplit_engines[target]
         return self.routing_engine.bind_for(decision, state)
 
     def consistency_token(self) -> str:
