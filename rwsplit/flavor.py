@@ -1,0 +1,111 @@
+"""Every MariaDB/MySQL difference rwsplit relies on, behind one small interface.
+
+A :class:`Flavor` says how to read a server's GTID position, wait for one, read replication
+status and phrase replication admin statements. Adding MySQL 8 (or another server) means
+adding a flavour here, not editing the monitor, the sandbox and the benchmark.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .gtid import Position, parse_mariadb, parse_mysql
+
+__all__ = ["Flavor", "MARIADB", "MYSQL", "flavor_of", "replica_status"]
+
+
+def _first(status: Mapping[str, Any], *names: str) -> Any:
+    for name in names:
+        if name in status:
+            return status[name]
+    return None
+
+
+@dataclass(frozen=True)
+class Flavor:
+    """One server family's SQL for positions, waits, replication status and admin statements."""
+
+    name: str
+    position_variables: Mapping[str, str]  # role ("primary"/"replica") -> global variable
+    commit_position_sql: str  # read right after COMMIT on the same connection
+    wait_function: str  # f(position, timeout) -> 0 when reached
+    status_sql: str
+    admin_words: Sequence[tuple[str, str]]  # MariaDB spelling -> this flavour's spelling
+
+    def position_variable(self, role: str) -> str:
+        """The global variable holding a server's position: what a primary wrote, what a replica applied."""
+        return self.position_variables[role]
+
+    def parse_position(self, text: str | None, *, role: str = "primary") -> Position:
+        """A position read from this flavour's variables; a MySQL replica counts only its gap-free prefix."""
+        if self.name == "mariadb":
+            return parse_mariadb(text)
+        return parse_mysql(text, contiguous=role == "replica")
+
+    def wait_sql(self) -> str:
+        """``SELECT f(%s, %s)``: wait up to a timeout for a position; 0 when it was reached."""
+        return f"SELECT {self.wait_function}(%s, %s)"
+
+    def admin(self, statement: str) -> str:
+        """A replication admin statement written the MariaDB way (``STOP SLAVE`` …) in this flavour."""
+        for old, new in self.admin_words:
+            statement = statement.replace(old, new)
+        return statement
+
+    @staticmethod
+    def io_running(status: Mapping[str, Any]) -> Any:
+        return _first(status, "Slave_IO_Running", "Replica_IO_Running")
+
+    @staticmethod
+    def sql_running(status: Mapping[str, Any]) -> Any:
+        return _first(status, "Slave_SQL_Running", "Replica_SQL_Running")
+
+    @staticmethod
+    def seconds_behind(status: Mapping[str, Any]) -> Any:
+        return _first(status, "Seconds_Behind_Master", "Seconds_Behind_Source")
+
+    @staticmethod
+    def sql_delay(status: Mapping[str, Any]) -> Any:
+        return _first(status, "SQL_Delay")
+
+    @staticmethod
+    def last_error(status: Mapping[str, Any]) -> str | None:
+        return status.get("Last_SQL_Error") or status.get("Last_IO_Error") or None
+
+
+MARIADB = Flavor(
+    name="mariadb",
+    position_variables={"primary": "gtid_binlog_pos", "replica": "gtid_slave_pos"},
+    commit_position_sql="SELECT @@last_gtid",
+    wait_function="MASTER_GTID_WAIT",
+    status_sql="SHOW SLAVE STATUS",
+    admin_words=(),
+)
+
+MYSQL = Flavor(
+    name="mysql",
+    position_variables={"primary": "gtid_executed", "replica": "gtid_executed"},
+    commit_position_sql="SELECT @@GLOBAL.gtid_executed",
+    wait_function="WAIT_FOR_EXECUTED_GTID_SET",
+    status_sql="SHOW REPLICA STATUS",
+    admin_words=(
+        ("CHANGE MASTER TO MASTER_DELAY", "CHANGE REPLICATION SOURCE TO SOURCE_DELAY"),
+        ("SLAVE", "REPLICA"),
+    ),
+)
+
+
+def flavor_of(server_info: str) -> Flavor:
+    """The flavour of a server from its version string (``get_server_info()``, ``@@version``)."""
+    return MARIADB if "mariadb" in server_info.lower() else MYSQL
+
+
+def replica_status(cursor: Any, flavor: Flavor) -> dict[str, Any]:
+    """``SHOW SLAVE|REPLICA STATUS`` as a dict (empty when the server is not a replica)."""
+    cursor.execute(flavor.status_sql)
+    row = cursor.fetchone()
+    if not row:
+        return {}
+    return dict(zip([d[0] for d in cursor.description], row, strict=True))
