@@ -47,13 +47,15 @@ def wait_ineligible(engine: rwsplit.RoutingEngine, names: set[str], timeout: flo
     wait_for(lambda: not (names & eligible(engine)), timeout, f"{sorted(names)} not eligible")
 
 
-def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     """Run ``python -m rwsplit.cli ARGS`` and capture its output."""
     return subprocess.run(
         [sys.executable, "-m", "rwsplit.cli", *args],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
         env={**os.environ, **(env or {})},
     )
 

@@ -1,11 +1,14 @@
-"""Fixtures of the server tests: the shared tables, routing engines, where a statement ran."""
+"""Fixtures of the server tests: the shared tables, routing engines, where a statement ran, a bench run."""
 
 from __future__ import annotations
 
+import json
+import secrets
 from collections.abc import Callable, Iterator
 
 import pytest
 import sqlalchemy as sa
+from bench_run import ADMIN, HAS_MATPLOTLIB, Run, Servers, bench, slave_status, with_account
 from helpers import FAST, FAULT_TABLE, SERVER_ID, unique, wait_eligible
 from models import Address, Base, User
 from sqlalchemy import insert, text
@@ -129,3 +132,54 @@ def fault_engine(sandbox: Sandbox, caught_up: Callable[..., None]) -> Iterator[r
     )
     yield eng
     eng.dispose()
+
+
+@pytest.fixture(scope="session")
+def servers(sandbox: Sandbox) -> Iterator[Servers]:
+    """The sandbox through an account that may change replication (dropped at the end)."""
+    password = secrets.token_urlsafe(12)
+    with sandbox.connect("primary") as conn, conn.cursor() as cur:
+        for host in ("127.0.0.1", "localhost"):
+            cur.execute(f"CREATE USER '{ADMIN}'@'{host}' IDENTIFIED BY %s", (password,))
+            cur.execute(f"GRANT ALL PRIVILEGES ON `app`.* TO '{ADMIN}'@'{host}'")
+            cur.execute(f"GRANT REPLICATION SLAVE ADMIN, SLAVE MONITOR ON *.* TO '{ADMIN}'@'{host}'")
+    sandbox.wait_caught_up()
+    try:
+        yield Servers(
+            with_account(sandbox.primary_url, ADMIN, password),
+            [with_account(u, ADMIN, password) for u in sandbox.replica_urls],
+            password,
+        )
+    finally:
+        for n in (1, 2):
+            sandbox.resume_replica(n)
+            if int(slave_status(sandbox, n)["SQL_Delay"]):
+                sandbox.delay_replica(n, 0)
+        with sandbox.connect("primary") as conn, conn.cursor() as cur:
+            for host in ("127.0.0.1", "localhost"):
+                cur.execute(f"DROP USER IF EXISTS '{ADMIN}'@'{host}'")
+        sandbox.wait_caught_up()
+
+
+@pytest.fixture(scope="session")
+def short_run(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Run:
+    """One 4 s run over every strategy with both replicas delayed 2 s."""
+    out = tmp_path_factory.mktemp("bench")
+    report, plot = out / "bench.json", out / "lag.png"
+    extra = ["--plot", str(plot)] if HAS_MATPLOTLIB else []
+    proc = bench(
+        *servers.args(),
+        "--duration",
+        "4",
+        "--threads",
+        "4",
+        "--delay-replica",
+        "1=2",
+        "--delay-replica",
+        "2=2",
+        "--json",
+        str(report),
+        *extra,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return Run(proc, json.loads(report.read_text()), plot)

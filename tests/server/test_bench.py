@@ -2,72 +2,24 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
-import secrets
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import pytest
 import sqlalchemy as sa
+from bench_run import HAS_MATPLOTLIB as _HAS_MATPLOTLIB
+from bench_run import Run, Servers
+from bench_run import bench as _bench
+from bench_run import slave_status as _slave_status
+from bench_run import with_account as _with_account
 
 from rwsplit.bench import PLOT_HINT, exit_code
 from rwsplit.sandbox import Sandbox
-
-_ADMIN = "rwsplit_bench_admin"
-
-
-_HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
-
-
-@dataclass(frozen=True)
-class Servers:
-    """Sandbox URLs for an account that may change replication (for the injection options)."""
-
-    primary: str
-    replicas: list[str]
-    password: str
-
-    def args(self) -> list[str]:
-        out = ["--primary", self.primary]
-        for r in self.replicas:
-            out += ["--replica", r]
-        return out
-
-
-@dataclass(frozen=True)
-class Run:
-    proc: subprocess.CompletedProcess[str]
-    report: dict[str, Any]
-    plot: Path
-
-
-def _bench(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "rwsplit.cli", "bench", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def _with_account(url: str, user: str, password: str) -> str:
-    return sa.make_url(url).set(username=user, password=password).render_as_string(hide_password=False)
-
-
-def _slave_status(sandbox: Sandbox, n: int) -> dict[str, Any]:
-    with sandbox.connect(n) as conn, conn.cursor() as cur:
-        cur.execute("SHOW SLAVE STATUS")
-        row = cur.fetchone()
-        return dict(zip([d[0] for d in cur.description], row, strict=True))
 
 
 def _bench_tables(sandbox: Sandbox, server: str | int) -> list[str]:
@@ -85,56 +37,6 @@ def _assert_clean(sandbox: Sandbox) -> None:
         assert status["Slave_SQL_Running"] == "Yes" and status["Slave_IO_Running"] == "Yes"
     for server in ("primary", 1, 2):
         assert _bench_tables(sandbox, server) == []
-
-
-@pytest.fixture(scope="module")
-def servers(sandbox: Sandbox) -> Iterator[Servers]:
-    password = secrets.token_urlsafe(12)
-    with sandbox.connect("primary") as conn, conn.cursor() as cur:
-        for host in ("127.0.0.1", "localhost"):
-            cur.execute(f"CREATE USER '{_ADMIN}'@'{host}' IDENTIFIED BY %s", (password,))
-            cur.execute(f"GRANT ALL PRIVILEGES ON `app`.* TO '{_ADMIN}'@'{host}'")
-            cur.execute(f"GRANT REPLICATION SLAVE ADMIN, SLAVE MONITOR ON *.* TO '{_ADMIN}'@'{host}'")
-    sandbox.wait_caught_up()
-    try:
-        yield Servers(
-            _with_account(sandbox.primary_url, _ADMIN, password),
-            [_with_account(u, _ADMIN, password) for u in sandbox.replica_urls],
-            password,
-        )
-    finally:
-        for n in (1, 2):
-            sandbox.resume_replica(n)
-            if int(_slave_status(sandbox, n)["SQL_Delay"]):
-                sandbox.delay_replica(n, 0)
-        with sandbox.connect("primary") as conn, conn.cursor() as cur:
-            for host in ("127.0.0.1", "localhost"):
-                cur.execute(f"DROP USER IF EXISTS '{_ADMIN}'@'{host}'")
-        sandbox.wait_caught_up()
-
-
-@pytest.fixture(scope="module")
-def short_run(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Run:
-    """One 4 s run over every strategy with both replicas delayed 2 s."""
-    out = tmp_path_factory.mktemp("bench")
-    report, plot = out / "bench.json", out / "lag.png"
-    extra = ["--plot", str(plot)] if _HAS_MATPLOTLIB else []
-    proc = _bench(
-        *servers.args(),
-        "--duration",
-        "4",
-        "--threads",
-        "4",
-        "--delay-replica",
-        "1=2",
-        "--delay-replica",
-        "2=2",
-        "--json",
-        str(report),
-        *extra,
-    )
-    assert proc.returncode == 0, proc.stderr
-    return Run(proc, json.loads(report.read_text()), plot)
 
 
 def _is_number(value: object) -> bool:
@@ -249,13 +151,6 @@ def test_injected_delay_shows_in_the_lag_figures(short_run: Run) -> None:
         assert lag["max"] >= lag["p99"] >= lag["p50"]
     injections = short_run.report["config"]["injections"]
     assert {(i["replica"], i["seconds"]) for i in injections} == {("replica1", 2), ("replica2", 2)}
-
-
-def test_no_password_in_output_or_report(short_run: Run, servers: Servers, sandbox: Sandbox) -> None:
-    app_password = sa.make_url(sandbox.primary_url).password
-    text = short_run.proc.stdout + short_run.proc.stderr + json.dumps(short_run.report)
-    for secret in (servers.password, app_password):
-        assert secret and secret not in text
 
 
 def test_plot_is_drawn_or_the_extra_is_named(short_run: Run, tmp_path: Path) -> None:

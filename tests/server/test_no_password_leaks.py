@@ -1,15 +1,18 @@
 """No password in any output: repr, status(), logs at every level (also while a replica fails), errors,
-a wrong password, PyMySQL's own messages. (The CLI's outputs are checked with each command.)"""
+a wrong password, PyMySQL's own messages, the lag benchmark's output and report. (The other CLI
+commands' outputs are checked with each command.)"""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import time
 
 import pymysql
 import pytest
 import sqlalchemy as sa
+from bench_run import Run, Servers
 from helpers import FAST, PRIMARY, unique, wait_eligible
 from helpers import status_of as _row
 from models import User
@@ -86,3 +89,10 @@ def test_pymysql_errors_never_carry_the_password(sandbox: Sandbox) -> None:
     with pytest.raises(pymysql.err.OperationalError) as err:
         pymysql.connect(host=url.host, port=url.port, user=url.username, password=url.password + "x")
     assert url.password not in str(err.value)
+
+
+def test_no_password_in_output_or_report(short_run: Run, servers: Servers, sandbox: Sandbox) -> None:
+    app_password = sa.make_url(sandbox.primary_url).password
+    text = short_run.proc.stdout + short_run.proc.stderr + json.dumps(short_run.report)
+    for secret in (servers.password, app_password):
+        assert secret and secret not in text
