@@ -38,9 +38,10 @@ from .causal import (
 from .classify import PRIMARY
 from .errors import PrimaryUnavailable
 from .gtid import Position, parse_mariadb, parse_mysql
+from .monitor import LAG_SOURCES, Monitor
 from .policy import READ_YOUR_WRITES, ConsistencyState, Retry, RoutingPolicy, check_choice, check_seconds
 from .router import RETRIED_ON_PRIMARY, Decision, Router
-from .topology import LAG_SOURCES, Monitor, ServerSpec
+from .state import ServerSpec
 
 __all__ = [
     "create_engine",

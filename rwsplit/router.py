@@ -14,8 +14,9 @@ from .balancer import Balancer
 from .classify import PRIMARY, Server, _server_floor, classify
 from .errors import NoReplicaAvailable
 from .gtid import Position
+from .monitor import Monitor
 from .policy import ConsistencyState, RoutingPolicy, check_seconds
-from .topology import Monitor, ServerState, Snapshot
+from .state import ServerState, Snapshot
 
 __all__ = ["Decision", "Router", "PRIMARY", "RETRIED_ON_PRIMARY"]
 

@@ -18,8 +18,9 @@ from waiting import wait_for
 
 import rwsplit
 from rwsplit.gtid import parse_mariadb
+from rwsplit.monitor import Monitor, _Timeline
 from rwsplit.sandbox import Sandbox, _port_free
-from rwsplit.topology import Monitor, ServerSpec, ServerState, _eligible, _Timeline
+from rwsplit.state import ServerSpec, ServerState, _eligible
 
 TABLE = "app.health_rows"
 

@@ -11,8 +11,9 @@ import pytest
 import rwsplit
 from rwsplit.balancer import LeastOutstanding, Random, RoundRobin, Weighted, resolve_balancer
 from rwsplit.gtid import Position, parse_mariadb, parse_mysql
+from rwsplit.monitor import _Timeline
 from rwsplit.policy import ConsistencyState, Retry, RoutingPolicy
-from rwsplit.topology import ServerState, Snapshot, _Timeline
+from rwsplit.state import ServerState, Snapshot
 
 # ------------------------------------------------------------------ GTID
 

@@ -1,4 +1,4 @@
-"""The monitor's view of the cluster: per server health, replication state, lag and GTID position.
+"""Probes every server in the background: health, replication state, lag and GTID position.
 
 One :class:`Monitor` per routing engine runs one daemon thread per server. Each probes its
 server every ``interval`` seconds over its own small connection with a short timeout and
@@ -31,14 +31,15 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import pymysql
 
 from .gtid import Position, parse_mariadb, parse_mysql, position_variable
+from .state import ServerSpec, ServerState, Snapshot
 
-__all__ = ["ServerSpec", "ServerState", "Snapshot", "Monitor", "LAG_SOURCES"]
+__all__ = ["Monitor", "LAG_SOURCES"]
 
 log = logging.getLogger("rwsplit.monitor")
 
@@ -46,92 +47,6 @@ LAG_SOURCES = ("auto", "gtid", "heartbeat", "seconds_behind")
 _TIMELINE_SECONDS = 300.0
 _EWMA = 0.3
 _TRIP_MEMORY = 60.0  # a breaker trip is forgotten after this many seconds without another
-
-
-@dataclass(frozen=True)
-class ServerSpec:
-    """How the monitor reaches one server. ``repr`` never shows the password."""
-
-    name: str
-    role: str
-    url: str  # password masked
-    host: str
-    port: int
-    user: str
-    password: str = field(repr=False)
-    unix_socket: str | None = None
-    ssl: Mapping[str, Any] | None = field(default=None, repr=False)
-
-
-@dataclass(frozen=True, slots=True)
-class ServerState:
-    """One server as last probed. ``lag`` is seconds behind the primary; ``None`` is unknown."""
-
-    name: str
-    role: str
-    url: str
-    reachable: bool = False
-    io_running: bool | None = None
-    sql_running: bool | None = None
-    lag: float | None = None
-    raw_lag: float | None = None
-    lag_average: float | None = None
-    lag_source: str | None = None
-    measured_at: float | None = None
-    gtid: str | None = None
-    position: Position = field(default_factory=Position)
-    read_only: bool | None = None
-    error: str | None = None
-    probes: int = 0
-    healthy_probes: int = 0
-    tripped: bool = False
-    lag_lower_bound: bool = False  # lag is only "at least this": never eligible on it
-
-    @property
-    def replicating(self) -> bool:
-        return bool(self.sql_running) and bool(self.io_running)
-
-
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    """All servers at one moment; cheap to take, never mutated."""
-
-    primary: ServerState
-    replicas: tuple[ServerState, ...]
-    by_name: Mapping[str, ServerState] = field(default_factory=dict)
-    stale_after: float = math.inf  # a reading older than this (seconds) no longer counts
-
-    def replica(self, name: str) -> ServerState | None:
-        return self.by_name.get(name)
-
-    def is_eligible(self, name: str, max_lag: float) -> bool:
-        r = self.by_name.get(name)
-        return r is not None and _eligible(r, max_lag, not self.primary.reachable, self.stale_after)
-
-    def eligible(self, max_lag: float) -> list[ServerState]:
-        """Replicas that may serve a read no staler than ``max_lag`` seconds."""
-        primary_down = not self.primary.reachable
-        stale_after = self.stale_after
-        return [r for r in self.replicas if _eligible(r, max_lag, primary_down, stale_after)]
-
-
-def _eligible(r: ServerState, max_lag: float, primary_down: bool, stale_after: float) -> bool:
-    lag = r.lag
-    if not r.reachable or r.tripped or lag is None or lag > max_lag or not r.sql_running:
-        return False
-    if r.lag_lower_bound:
-        return False
-    # A reading ages: a stopped, forked-away or stuck probe thread must not freeze eligibility.
-    # (Every probe that sets a lag sets measured_at; a hand-made state without it has no age.)
-    measured = r.measured_at
-    age = 0.0 if measured is None else time.time() - measured
-    if age > stale_after:
-        return False
-    # Behind at the last probe, it may have fallen further behind since: count the probe's age.
-    if lag > 0 and lag + age > max_lag:
-        return False
-    # With the primary down the IO thread cannot run; the last measured lag stands in.
-    return bool(r.io_running) or primary_down
 
 
 class _Timeline:
