@@ -25,6 +25,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
+from ._validate import check_choice, check_seconds
 from .balancer import Weighted, resolve_balancer
 from .causal import (
     cluster_id,
@@ -36,10 +37,11 @@ from .causal import (
     take_captured,
 )
 from .classify import PRIMARY
+from .consistency_state import ConsistencyState
 from .errors import PrimaryUnavailable
 from .gtid import Position, parse_mariadb, parse_mysql
 from .monitor import LAG_SOURCES, Monitor
-from .policy import READ_YOUR_WRITES, ConsistencyState, Retry, RoutingPolicy, check_choice, check_seconds
+from .policy import READ_YOUR_WRITES, Retry, RoutingPolicy
 from .router import RETRIED_ON_PRIMARY, Decision, Router
 from .state import ServerSpec
 

@@ -10,9 +10,10 @@ import pytest
 
 import rwsplit
 from rwsplit.balancer import LeastOutstanding, Random, RoundRobin, Weighted, resolve_balancer
+from rwsplit.consistency_state import ConsistencyState
 from rwsplit.gtid import Position, parse_mariadb, parse_mysql
 from rwsplit.monitor import _Timeline
-from rwsplit.policy import ConsistencyState, Retry, RoutingPolicy
+from rwsplit.policy import Retry, RoutingPolicy
 from rwsplit.state import ServerState, Snapshot
 
 # ------------------------------------------------------------------ GTID
@@ -234,6 +235,18 @@ def test_consistency_state_modes() -> None:
     o = ConsistencyState("off", 1.0)
     o.forced += 1
     assert o.primary_reason() == "use_primary block"
+
+
+def test_consistency_state_transitions() -> None:
+    s = ConsistencyState("session", 1.0)
+    s.use_replica("replica1")
+    assert s.replica == "replica1" and s.read_from == {"replica1"}
+    s.drop_replica()
+    assert s.replica is None and s.read_from == {"replica1"}  # monotonic reads remember it
+    s.mark_connection_state()
+    assert "connection state" in s.primary_reason()
+    s.reset()
+    assert s.primary_reason() is None and not s.read_from
 
 
 def test_parse_url_list() -> None:
