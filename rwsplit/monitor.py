@@ -36,7 +36,9 @@ from typing import Any
 
 import pymysql
 
-from .gtid import Position, parse_mariadb, parse_mysql, position_variable
+from .errors import describe_error
+from .flavor import Flavor, flavor_of, replica_status
+from .gtid import Position
 from .state import ServerSpec, ServerState, Snapshot
 
 __all__ = ["Monitor", "LAG_SOURCES"]
@@ -148,7 +150,7 @@ class Monitor:
         self._lifecycle = threading.Lock()
         self._timeline = _Timeline()
         self._primary_server_id: int | None = None
-        self._mariadb: dict[str, bool] = {}
+        self._flavors: dict[str, Flavor] = {}
         self._versions: Mapping[str, str] = {}  # replaced, never mutated: readers compare identity
         self._replica_ids: dict[int, str] = {}
         self._publish_lock = threading.Lock()
@@ -230,8 +232,8 @@ class Monitor:
 
     def flavor(self, name: str) -> str | None:
         """``"mariadb"``/``"mysql"`` once a probe has connected to that server, else None."""
-        mariadb = self._mariadb.get(name)
-        return None if mariadb is None else ("mariadb" if mariadb else "mysql")
+        flavor = self._flavors.get(name)
+        return None if flavor is None else flavor.name
 
     def server_versions(self) -> Mapping[str, str]:
         """``get_server_info()`` of every server probed so far; a new mapping whenever one changes."""
@@ -299,14 +301,16 @@ class Monitor:
                 try:
                     conn = self._probe_once(spec, conn, stop)
                 except Exception as exc:  # a surprise in one probe must not end this thread
-                    log.error("%s: unexpected probe error: %s", name, _describe(exc), exc_info=True)
+                    log.error("%s: unexpected probe error: %s", name, describe_error(exc), exc_info=True)
                     if conn is not None:
                         with contextlib.suppress(Exception):
                             conn.close()
                     conn = None
                     with contextlib.suppress(Exception):
                         if not stop.is_set():
-                            self._publish(replace(self._states[name], reachable=False, error=_describe(exc)))
+                            self._publish(
+                                replace(self._states[name], reachable=False, error=describe_error(exc))
+                            )
                 first_probe[name].set()
                 wake.wait(max(0.0, self.interval - (time.monotonic() - started)))
                 wake.clear()
@@ -338,14 +342,14 @@ class Monitor:
         try:
             check()
         except Exception as exc:
-            return f"new connections refused: {_describe(getattr(exc, 'orig', exc))}"
+            return f"new connections refused: {describe_error(getattr(exc, 'orig', exc))}"
         with self._publish_lock:
             if started > self._marked_at.get(name, -math.inf):
                 self._fresh_required.discard(name)
         return None
 
     def _learn_version(self, name: str, info: str) -> None:
-        self._mariadb[name] = "mariadb" in info.lower()
+        self._flavors[name] = flavor_of(info)
         if self._versions.get(name) != info:
             with self._publish_lock:
                 self._versions = {**self._versions, name: info}
@@ -362,7 +366,7 @@ class Monitor:
             try:
                 if conn is None:
                     conn = self._connect(spec)
-                    self._learn_version(spec.name, conn.get_server_info())
+                    self._learn_version(spec.name, conn.get_server_info())  # type: ignore[no-untyped-call]
                 with conn.cursor() as cur:
                     if spec.role == "primary":
                         state = self._probe_primary(spec, cur, prev)
@@ -373,7 +377,7 @@ class Monitor:
                     with contextlib.suppress(Exception):
                         conn.close()
                     conn = None
-                state = replace(prev, reachable=False, error=_describe(exc))
+                state = replace(prev, reachable=False, error=describe_error(exc))
         if not stop.is_set():  # a thread of an earlier run never publishes into a fresh one
             self._publish(state, started)
         return conn
@@ -381,13 +385,12 @@ class Monitor:
     def _read_position(self, spec: ServerSpec, cur: Any) -> tuple[Any, Any, str, Position]:
         """One query: read_only, server_id and the GTID position (binlog on the primary, applied on
         a replica; a MySQL replica's executed set counts only its gap-free prefix)."""
-        mariadb = self._mariadb[spec.name]
-        primary = spec.role == "primary"
-        var = position_variable(mariadb, spec.role)
+        flavor = self._flavors[spec.name]
+        var = flavor.position_variable(spec.role)
         cur.execute(f"SELECT @@GLOBAL.read_only, @@GLOBAL.server_id, @@GLOBAL.{var}")
         read_only, server_id, raw = cur.fetchone()
         raw = raw or ""
-        position = parse_mariadb(raw) if mariadb else parse_mysql(raw, contiguous=not primary)
+        position = flavor.parse_position(raw, role=spec.role)
         return read_only, server_id, raw, position
 
     def _probe_primary(self, spec: ServerSpec, cur: Any, prev: ServerState) -> ServerState:
@@ -396,28 +399,16 @@ class Monitor:
         now = self._clock()
         self._primary_server_id = int(server_id)
         self._timeline.add((sent + now) / 2, position)
-        return replace(
-            prev,
-            reachable=True,
-            read_only=bool(read_only),
-            gtid=raw,
-            position=position,
-            lag=0.0,
-            raw_lag=0.0,
-            measured_at=now,
-            error=None,
-        )
+        return _probed(prev, read_only, raw, position, now, lag=0.0, raw_lag=0.0, error=None)
 
     def _probe_replica(self, spec: ServerSpec, cur: Any, prev: ServerState) -> ServerState:
-        mariadb = self._mariadb[spec.name]
-        cur.execute("SHOW SLAVE STATUS" if mariadb else "SHOW REPLICA STATUS")
-        row = cur.fetchone()
-        status = dict(zip([d[0] for d in cur.description], row, strict=True)) if row else {}
+        flavor = self._flavors[spec.name]
+        status = replica_status(cur, flavor)
         read_only, server_id, raw, position = self._read_position(spec, cur)
         now = self._clock()
-        io = _yes(status.get("Slave_IO_Running", status.get("Replica_IO_Running")))
-        sql = _yes(status.get("Slave_SQL_Running", status.get("Replica_SQL_Running")))
-        error = status.get("Last_SQL_Error") or status.get("Last_IO_Error") or None
+        io = _yes(flavor.io_running(status))
+        sql = _yes(flavor.sql_running(status))
+        error = flavor.last_error(status)
         if not status:
             error = "not a replica: SHOW SLAVE STATUS is empty"
         if server_id is not None and int(server_id) == self._primary_server_id:
@@ -428,7 +419,7 @@ class Monitor:
         if not read_only and spec.name not in self._warned_writable:
             self._warned_writable.add(spec.name)
             log.warning("%s (%s) is writable (read_only=OFF): is it really a replica?", spec.name, spec.url)
-        lag, source, bound = self._measure_lag(cur, status, position, now, mariadb)
+        lag, source, bound = self._measure_lag(cur, flavor.seconds_behind(status), position, now)
         primary = self._states[self._primary_name]
         if prev.io_running and io is False and primary.reachable:
             # The IO thread just stopped: often the primary died. Probe it now rather than leave
@@ -443,10 +434,12 @@ class Monitor:
         average = prev.lag_average
         if lag is not None:
             average = lag if average is None else _EWMA * lag + (1 - _EWMA) * average
-        return replace(
+        return _probed(
             prev,
-            reachable=True,
-            read_only=bool(read_only),
+            read_only,
+            raw,
+            position,
+            now,
             io_running=io,
             sql_running=sql,
             lag=effective,
@@ -454,19 +447,15 @@ class Monitor:
             lag_average=average,
             lag_source=source,
             lag_lower_bound=bound,
-            gtid=raw,
-            position=position,
-            measured_at=now,
             error=str(error)[:300] if error else None,
         )
 
     def _measure_lag(
-        self, cur: Any, status: Mapping[str, Any], position: Position, now: float, mariadb: bool
+        self, cur: Any, behind: Any, position: Position, now: float
     ) -> tuple[float | None, str | None, bool]:
-        """(lag, its source, whether that lag is only a lower bound)."""
+        """(lag, its source, whether that lag is only a lower bound); ``behind``: Seconds_Behind_*."""
         source = self.lag_source
         primary = self._states[self._primary_name]
-        behind = status.get("Seconds_Behind_Master", status.get("Seconds_Behind_Source"))
         if source in ("auto", "gtid") and primary.reachable and primary.position:
             measured = self._timeline.measure(position, now)
             if measured is None:
@@ -506,14 +495,22 @@ def _monitors_after_fork() -> None:
 os.register_at_fork(after_in_child=_monitors_after_fork)
 
 
+def _probed(
+    prev: ServerState, read_only: Any, raw: str, position: Position, now: float, **fields: Any
+) -> ServerState:
+    """``prev`` after a successful probe at ``now``: reachable, its position and ``fields`` updated."""
+    return replace(
+        prev,
+        reachable=True,
+        read_only=bool(read_only),
+        gtid=raw,
+        position=position,
+        measured_at=now,
+        **fields,
+    )
+
+
 def _yes(value: object) -> bool | None:
     if value is None:
         return None
     return str(value).lower() == "yes"
-
-
-def _describe(exc: BaseException) -> str:
-    args = getattr(exc, "args", ())
-    if isinstance(exc, pymysql.MySQLError) and len(args) >= 2:
-        return f"({args[0]}) {args[1]}"[:300]
-    return f"{type(exc).__name__}: {exc}"[:300]
