@@ -148,10 +148,10 @@ class Router:
             state.use_replica(choice)
             # Whatever this read sees is at least what the monitor last saw there: monotonic reads.
             # Only what the primary has counts: a replica's extra domain would stall every other one.
-            observed = _observed(snapshot, choice)  # type: ignore[arg-type]
+            observed = _observed(snapshot, choice)
             if observed:
                 state.advance(observed)
-            return self._replica_decision(choice, reason)  # type: ignore[arg-type]
+            return self._replica_decision(choice, reason)
         best = min(candidates, key=lambda r: _likely_first(r, required)).name
         return Decision(best, "causal: wait for the session's position", wait_for=required)
 
