@@ -15,7 +15,6 @@ import re
 import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import pymysql
@@ -43,7 +42,7 @@ from .gtid import Position, parse_mariadb, parse_mysql
 from .monitor import LAG_SOURCES, Monitor
 from .policy import READ_YOUR_WRITES, Retry, RoutingPolicy
 from .router import RETRIED_ON_PRIMARY, Decision, Router
-from .state import ServerSpec
+from .state import ServerReport, ServerSpec
 
 __all__ = [
     "create_engine",
@@ -232,24 +231,6 @@ class _ReplicaReadFailed(Exception):
 def _checked_out(engines: Mapping[str, Engine], name: str) -> int:
     checkedout = getattr(engines[name].pool, "checkedout", None)
     return int(checkedout()) if checkedout is not None else 0
-
-
-@dataclass(frozen=True)
-class ServerReport:
-    """One row of :meth:`RoutingEngine.status`."""
-
-    name: str
-    role: str
-    url: str
-    reachable: bool
-    replicating: bool | None
-    lag: float | None
-    lag_source: str | None
-    measured_at: float | None
-    gtid: str | None
-    in_flight: int
-    eligible: bool
-    error: str | None
 
 
 class RoutingEngine:
@@ -523,28 +504,7 @@ class RoutingEngine:
 
     def status(self) -> list[ServerReport]:
         """The monitor's latest view of every server, with in-flight counts and eligibility."""
-        snap = self.monitor.snapshot()
-        eligible = {r.name for r in snap.eligible(self.policy.max_lag)}
-        rows = []
-        for s in (snap.primary, *snap.replicas):
-            is_primary = s.role == "primary"
-            rows.append(
-                ServerReport(
-                    name=s.name,
-                    role=s.role,
-                    url=s.url,
-                    reachable=s.reachable,
-                    replicating=None if is_primary else s.replicating,
-                    lag=s.lag,
-                    lag_source=s.lag_source,
-                    measured_at=s.measured_at,
-                    gtid=s.gtid,
-                    in_flight=self.in_flight(s.name),
-                    eligible=s.reachable if is_primary else s.name in eligible,
-                    error=s.error,
-                )
-            )
-        return rows
+        return self.monitor.snapshot().report(self.policy.max_lag, self.in_flight)
 
     def dispose(self, close: bool = True) -> None:
         """Stop the monitor and close every pooled connection (``close=False``: forget them

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from .gtid import Position
 
-__all__ = ["ServerSpec", "ServerState", "Snapshot"]
+__all__ = ["ServerSpec", "ServerState", "ServerReport", "Snapshot"]
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,44 @@ class ServerState:
 
     @property
     def replicating(self) -> bool:
+        """Both replication threads (IO and SQL) were running at the last probe."""
         return bool(self.sql_running) and bool(self.io_running)
+
+    def report(self, in_flight: int, eligible: bool) -> ServerReport:
+        """This server as one public row of ``RoutingEngine.status()``."""
+        is_primary = self.role == "primary"
+        return ServerReport(
+            name=self.name,
+            role=self.role,
+            url=self.url,
+            reachable=self.reachable,
+            replicating=None if is_primary else self.replicating,
+            lag=self.lag,
+            lag_source=self.lag_source,
+            measured_at=self.measured_at,
+            gtid=self.gtid,
+            in_flight=in_flight,
+            eligible=eligible,
+            error=self.error,
+        )
+
+
+@dataclass(frozen=True)
+class ServerReport:
+    """One row of :meth:`RoutingEngine.status`: a server's last probe, in-flight count and eligibility."""
+
+    name: str
+    role: str
+    url: str
+    reachable: bool
+    replicating: bool | None
+    lag: float | None
+    lag_source: str | None
+    measured_at: float | None
+    gtid: str | None
+    in_flight: int
+    eligible: bool
+    error: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +119,14 @@ class Snapshot:
         primary_down = not self.primary.reachable
         stale_after = self.stale_after
         return [r for r in self.replicas if _eligible(r, max_lag, primary_down, stale_after)]
+
+    def report(self, max_lag: float, in_flight: Callable[[str], int]) -> list[ServerReport]:
+        """Every server as a ``RoutingEngine.status()`` row, primary first; ``in_flight(name)`` counts use."""
+        eligible = {r.name for r in self.eligible(max_lag)}
+        return [
+            s.report(in_flight(s.name), s.reachable if s.role == "primary" else s.name in eligible)
+            for s in (self.primary, *self.replicas)
+        ]
 
 
 def _eligible(r: ServerState, max_lag: float, primary_down: bool, stale_after: float) -> bool:

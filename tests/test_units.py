@@ -119,6 +119,19 @@ def test_eligibility_rules() -> None:
     assert [r.name for r in primary_down.eligible(1.0)] == ["ok", "io_stopped"]
 
 
+def test_snapshot_report_rows() -> None:
+    primary = ServerState(name="primary", role="primary", url="u", reachable=True)
+    replicas = (_replica("ok"), _replica("laggy", lag=2.0))
+    snap = Snapshot(primary, replicas, by_name={r.name: r for r in replicas})
+    rows = snap.report(1.0, {"primary": 3, "ok": 1, "laggy": 0}.__getitem__)
+    assert [(r.name, r.eligible, r.in_flight, r.replicating) for r in rows] == [
+        ("primary", True, 3, None),
+        ("ok", True, 1, True),
+        ("laggy", False, 0, True),
+    ]
+    assert isinstance(rows[0], rwsplit.ServerReport)
+
+
 # ------------------------------------------------------------------ balancers
 
 
