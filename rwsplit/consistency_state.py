@@ -7,7 +7,9 @@ per thread/task (a context variable) so it can outlive one session.
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from contextvars import ContextVar
 
 from .causal import current_scope
@@ -120,6 +122,21 @@ class ConsistencyState:
     def drop_replica(self) -> None:
         """Stop sticking to the current replica (it failed or fell behind); ``read_from`` keeps it."""
         self.replica = None
+
+    def replica_failed(self, name: str) -> None:
+        """A read on ``name`` failed: not retried there in this transaction, nor kept as the replica."""
+        self.failed.add(name)
+        if self.replica == name:
+            self.drop_replica()
+
+    @contextlib.contextmanager
+    def primary_only(self) -> Iterator[None]:
+        """Within the block every read goes to the primary (``use_primary()``; blocks nest)."""
+        self.forced += 1
+        try:
+            yield
+        finally:
+            self.forced -= 1
 
     def transaction_ended(self) -> None:
         """The transaction committed or rolled back: it no longer keeps reads on the primary."""

@@ -256,6 +256,14 @@ def test_consistency_state_transitions() -> None:
     assert s.replica == "replica1" and s.read_from == {"replica1"}
     s.drop_replica()
     assert s.replica is None and s.read_from == {"replica1"}  # monotonic reads remember it
+    s.use_replica("replica2")
+    s.replica_failed("replica2")
+    assert s.replica is None and s.failed == {"replica2"}
+    with s.primary_only():
+        with s.primary_only():
+            assert s.primary_reason() == "use_primary block"
+        assert s.primary_reason() == "use_primary block"
+    assert s.primary_reason() is None
     s.mark_connection_state()
     assert "connection state" in s.primary_reason()
     s.reset()
