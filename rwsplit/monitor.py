@@ -1,27 +1,12 @@
 """Probes every server in the background: health, replication state, lag and GTID position.
 
-One :class:`Monitor` per routing engine runs one daemon thread per server. Each probes its
-server every ``interval`` seconds over its own small connection with a short timeout and
-publishes an immutable :class:`ServerState`; readers take :meth:`Monitor.snapshot` without locks,
-so a hung probe can delay only its own server's next reading, never a routing decision.
-
-Lag sources, best first (``lag_source="auto"`` picks the first that works):
-
-``gtid``
-    The primary's GTID position is sampled with a timestamp at every probe. A replica's lag is
-    how long ago the primary left the replica's position (0 if it is at the primary's current
-    one), interpolated between samples by transaction number: sub-second, no writes, no tables.
-``heartbeat``
-    A pt-heartbeat table (``heartbeat_table="db.heartbeat"``): now minus the newest ``ts``
-    written by the primary's server id, to the microsecond.
-``seconds_behind``
-    ``Seconds_Behind_Master`` / ``Seconds_Behind_Source`` from ``SHOW SLAVE|REPLICA STATUS``:
-    whole seconds, the coarse fallback.
+One :class:`Monitor` per routing engine runs one daemon thread per server, each probing over its
+own short-timeout connection and publishing an immutable :class:`~rwsplit.state.ServerState`.
+Readers take :meth:`Monitor.snapshot` without locks: a hung probe delays only its own server.
 """
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import logging
 import math
@@ -29,7 +14,6 @@ import os
 import threading
 import time
 import weakref
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -40,71 +24,15 @@ from .errors import describe_error
 from .flavor import Flavor, flavor_of, replica_status
 from .gtid import Position
 from .state import ServerSpec, ServerState, Snapshot
+from .timeline import Timeline
 
 __all__ = ["Monitor", "LAG_SOURCES"]
 
 log = logging.getLogger("rwsplit.monitor")
 
 LAG_SOURCES = ("auto", "gtid", "heartbeat", "seconds_behind")
-_TIMELINE_SECONDS = 300.0
 _EWMA = 0.3
 _TRIP_MEMORY = 60.0  # a breaker trip is forgotten after this many seconds without another
-
-
-class _Timeline:
-    """The primary's GTID position over time, to tell when it left a replica's position."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._samples: deque[tuple[float, Position]] = deque()
-
-    def add(self, t: float, pos: Position) -> None:
-        with self._lock:
-            self._samples.append((t, pos))
-            while self._samples and t - self._samples[0][0] > _TIMELINE_SECONDS:
-                self._samples.popleft()
-
-    def latest(self) -> tuple[float, Position] | None:
-        with self._lock:
-            return self._samples[-1] if self._samples else None
-
-    def lag(self, replica: Position, now: float) -> float | None:
-        """Seconds since the primary first committed a transaction ``replica`` lacks."""
-        measured = self.measure(replica, now)
-        return None if measured is None else measured[0]
-
-    def measure(self, replica: Position, now: float) -> tuple[float, bool] | None:
-        """:meth:`lag`, and whether it is only a lower bound (the replica is older than the
-        whole timeline: the engine just started, or it is past the window)."""
-        with self._lock:
-            samples = list(self._samples)
-        if not samples:
-            return None
-        if replica.covers(samples[-1][1]):
-            return 0.0, False
-        worst, bound = 0.0, False
-        for domain, last_seq in samples[-1][1].seqs.items():
-            have = replica.seqs.get(domain, -1)
-            if have >= last_seq:
-                continue
-            left, older = _left_at(samples, domain, have)
-            worst = max(worst, now - left)
-            bound = bound or older
-        return max(worst, 0.0), bound
-
-
-def _left_at(samples: Sequence[tuple[float, Position]], domain: str, have: int) -> tuple[float, bool]:
-    """When the primary committed ``have + 1`` in ``domain``, interpolated between samples; True
-    with the first sample's time when it was before the timeline began (a lower bound on lag)."""
-    seqs = [s.seqs.get(domain, -1) for _, s in samples]
-    j = bisect.bisect_right(seqs, have) - 1  # last sample the replica has fully applied
-    if j < 0:
-        return samples[0][0], True
-    if j >= len(samples) - 1 or seqs[j + 1] <= seqs[j]:
-        return samples[j][0], False  # the primary's numbering went backwards (a new primary?)
-    t0, s0 = samples[j][0], seqs[j]
-    t1, s1 = samples[j + 1][0], seqs[j + 1]
-    return t0 + (t1 - t0) * (have + 1 - s0) / (s1 - s0), False
 
 
 class Monitor:
@@ -148,7 +76,7 @@ class Monitor:
     def _reset(self) -> None:
         """Fresh locks, readings and (unstarted) threads: at construction, restart and fork."""
         self._lifecycle = threading.Lock()
-        self._timeline = _Timeline()
+        self._timeline = Timeline()
         self._primary_server_id: int | None = None
         self._flavors: dict[str, Flavor] = {}
         self._versions: Mapping[str, str] = {}  # replaced, never mutated: readers compare identity
@@ -453,7 +381,11 @@ class Monitor:
     def _measure_lag(
         self, cur: Any, behind: Any, position: Position, now: float
     ) -> tuple[float | None, str | None, bool]:
-        """(lag, its source, whether that lag is only a lower bound); ``behind``: Seconds_Behind_*."""
+        """(lag, its source, whether that lag is only a lower bound); ``behind``: Seconds_Behind_*.
+
+        ``gtid``: when the primary left the replica's position (its timeline, sub-second);
+        ``heartbeat``: the pt-heartbeat table's newest row; ``seconds_behind``: the server's own figure.
+        """
         source = self.lag_source
         primary = self._states[self._primary_name]
         if source in ("auto", "gtid") and primary.reachable and primary.position:

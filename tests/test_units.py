@@ -12,9 +12,9 @@ import rwsplit
 from rwsplit.balancer import LeastOutstanding, Random, RoundRobin, Weighted, resolve_balancer
 from rwsplit.consistency_state import ConsistencyState
 from rwsplit.gtid import Position, parse_mariadb, parse_mysql
-from rwsplit.monitor import _Timeline
 from rwsplit.policy import Retry, RoutingPolicy
 from rwsplit.state import ServerState, Snapshot
+from rwsplit.timeline import Timeline
 
 # ------------------------------------------------------------------ GTID
 
@@ -69,7 +69,7 @@ def _pos(n: int) -> Position:
 
 
 def test_timeline_lag_interpolates_by_transaction_number() -> None:
-    tl = _Timeline()
+    tl = Timeline()
     for t, n in [(100.0, 10), (101.0, 20), (102.0, 30)]:
         tl.add(t, _pos(n))
     assert tl.lag(_pos(30), now=102.5) == 0.0
@@ -80,11 +80,11 @@ def test_timeline_lag_interpolates_by_transaction_number() -> None:
     # older than the whole timeline: at least its span
     assert tl.lag(_pos(5), now=102.0) == pytest.approx(2.0)
     assert tl.lag(Position(), now=102.0) == pytest.approx(2.0)
-    assert _Timeline().lag(_pos(1), now=5.0) is None
+    assert Timeline().lag(_pos(1), now=5.0) is None
 
 
 def test_timeline_takes_the_worst_domain() -> None:
-    tl = _Timeline()
+    tl = Timeline()
     tl.add(10.0, parse_mariadb("0-1-5,1-1-5"))
     tl.add(11.0, parse_mariadb("0-1-6,1-1-15"))
     assert tl.lag(parse_mariadb("0-1-6,1-1-5"), now=12.0) == pytest.approx(12.0 - 10.1)
