@@ -11,6 +11,7 @@ from ._version import __version__
 from .balancer import LeastOutstanding, Random, RoundRobin, Weighted
 from .causal import consistency, merge_tokens
 from .classify import Route, classify
+from .consistency_state import pin_primary_until, pinned_until
 from .engine import (
     RoutingConnection,
     RoutingEngine,
@@ -26,7 +27,7 @@ from .errors import (
     SandboxError,
     ServerBinariesNotFound,
 )
-from .policy import Retry, pin_primary_until, pinned_until
+from .policy import Retry
 from .session import RoutingSession, UsePrimary, sessionmaker
 
 __all__ = [

@@ -32,10 +32,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, registry
 from sqlalchemy.pool import NullPool
 
+from ._validate import check_count, check_seconds
 from .engine import coerce_servers
 from .engine import create_engine as create_routing_engine
 from .errors import RwsplitError
-from .policy import check_count, check_seconds
 from .sandbox import Sandbox
 from .session import sessionmaker as routing_sessionmaker
 

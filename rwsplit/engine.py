@@ -15,7 +15,6 @@ import re
 import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import pymysql
@@ -25,6 +24,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
+from ._validate import check_choice, check_seconds
 from .balancer import Weighted, resolve_balancer
 from .causal import (
     cluster_id,
@@ -36,11 +36,13 @@ from .causal import (
     take_captured,
 )
 from .classify import PRIMARY
+from .consistency_state import ConsistencyState
 from .errors import PrimaryUnavailable
 from .gtid import Position, parse_mariadb, parse_mysql
-from .policy import READ_YOUR_WRITES, ConsistencyState, Retry, RoutingPolicy, check_choice, check_seconds
+from .monitor import LAG_SOURCES, Monitor
+from .policy import READ_YOUR_WRITES, Retry, RoutingPolicy
 from .router import RETRIED_ON_PRIMARY, Decision, Router
-from .topology import LAG_SOURCES, Monitor, ServerSpec
+from .state import ServerReport, ServerSpec
 
 __all__ = [
     "create_engine",
@@ -229,24 +231,6 @@ class _ReplicaReadFailed(Exception):
 def _checked_out(engines: Mapping[str, Engine], name: str) -> int:
     checkedout = getattr(engines[name].pool, "checkedout", None)
     return int(checkedout()) if checkedout is not None else 0
-
-
-@dataclass(frozen=True)
-class ServerReport:
-    """One row of :meth:`RoutingEngine.status`."""
-
-    name: str
-    role: str
-    url: str
-    reachable: bool
-    replicating: bool | None
-    lag: float | None
-    lag_source: str | None
-    measured_at: float | None
-    gtid: str | None
-    in_flight: int
-    eligible: bool
-    error: str | None
 
 
 class RoutingEngine:
@@ -520,28 +504,7 @@ class RoutingEngine:
 
     def status(self) -> list[ServerReport]:
         """The monitor's latest view of every server, with in-flight counts and eligibility."""
-        snap = self.monitor.snapshot()
-        eligible = {r.name for r in snap.eligible(self.policy.max_lag)}
-        rows = []
-        for s in (snap.primary, *snap.replicas):
-            is_primary = s.role == "primary"
-            rows.append(
-                ServerReport(
-                    name=s.name,
-                    role=s.role,
-                    url=s.url,
-                    reachable=s.reachable,
-                    replicating=None if is_primary else s.replicating,
-                    lag=s.lag,
-                    lag_source=s.lag_source,
-                    measured_at=s.measured_at,
-                    gtid=s.gtid,
-                    in_flight=self.in_flight(s.name),
-                    eligible=s.reachable if is_primary else s.name in eligible,
-                    error=s.error,
-                )
-            )
-        return rows
+        return self.monitor.snapshot().report(self.policy.max_lag, self.in_flight)
 
     def dispose(self, close: bool = True) -> None:
         """Stop the monitor and close every pooled connection (``close=False``: forget them

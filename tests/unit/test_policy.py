@@ -1,10 +1,10 @@
-"""rwsplit.policy: settings validation, Retry, the consistency state per mode."""
+"""rwsplit.policy: settings validation and Retry."""
 
 from __future__ import annotations
 
 import pytest
 
-from rwsplit.policy import ConsistencyState, Retry, RoutingPolicy
+from rwsplit.policy import Retry, RoutingPolicy
 
 
 @pytest.mark.parametrize(
@@ -38,21 +38,3 @@ def test_retry_is_immutable() -> None:
     r = Retry()
     with pytest.raises(AttributeError):
         r.replica_attempts = 5  # type: ignore[misc]
-
-
-def test_consistency_state_modes() -> None:
-    s = ConsistencyState("session", 1.0)
-    assert s.primary_reason() is None
-    s.wrote()
-    assert "transaction" in s.primary_reason()
-    s.transaction_ended()
-    assert "session wrote" in s.primary_reason()
-    s.reset()
-    assert s.primary_reason() is None
-    t = ConsistencyState("transaction", 1.0)
-    t.wrote()
-    t.transaction_ended()
-    assert t.primary_reason() is None
-    o = ConsistencyState("off", 1.0)
-    o.forced += 1
-    assert o.primary_reason() == "use_primary block"
