@@ -18,15 +18,16 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pymysql
 
-from .errors import SandboxError, ServerBinariesNotFound
-from .gtid import position_variable
+from . import replication
+from .errors import SandboxError, ServerBinariesNotFound, describe_error
+from .flavor import Flavor, flavor_of, replica_status
 
 __all__ = ["Sandbox", "ServerStatus", "find_server_binaries", "STATE_FILE"]
 
@@ -226,7 +227,8 @@ class Sandbox:
     def _servers(self) -> list[dict[str, Any]]:
         if self._state is None:
             raise SandboxError("the sandbox is not up")
-        return self._state["servers"]
+        servers: list[dict[str, Any]] = self._state["servers"]
+        return servers
 
     def _server(self, which: str | int) -> dict[str, Any]:
         """A server by name (``primary``, ``replica1``…) or replica number (1-based)."""
@@ -495,7 +497,8 @@ class Sandbox:
             except pymysql.err.OperationalError as exc:
                 last = exc
                 time.sleep(0.05)
-        raise SandboxError(f"{s['name']} did not accept connections in time ({last})")
+        reason = "no attempt" if last is None else describe_error(last)
+        raise SandboxError(f"{s['name']} did not accept connections in time ({reason})")
 
     def _socket_conn(self, s: dict[str, Any], password: str) -> pymysql.Connection:
         return pymysql.connect(
@@ -544,7 +547,6 @@ class Sandbox:
                     "MASTER_HEARTBEAT_PERIOD=1",
                     (primary_port, _REPL_USER, pw[_REPL_USER]),
                 )
-                cur.execute("START SLAVE")
             else:
                 cur.execute(
                     "CHANGE REPLICATION SOURCE TO SOURCE_HOST='127.0.0.1', SOURCE_PORT=%s, "
@@ -552,17 +554,17 @@ class Sandbox:
                     "SOURCE_CONNECT_RETRY=1, GET_SOURCE_PUBLIC_KEY=1",
                     (primary_port, _REPL_USER, pw[_REPL_USER]),
                 )
-                cur.execute("START REPLICA")
+            replication.start_replication(cur, self._flavor())
         return conn
 
     # -------------------------------------------------------------- replication
-    def _is_mariadb(self) -> bool:
+    def _flavor(self) -> Flavor:
         assert self._state is not None
-        return self._state["flavor"] == "mariadb"
+        return flavor_of(self._state["flavor"])  # "mariadb" or "mysql"
 
     def _gtid(self, cur: Any, role: str) -> str:
         """The primary's binlog position or a replica's applied one (MariaDB); MySQL's executed set."""
-        cur.execute(f"SELECT @@GLOBAL.{position_variable(self._is_mariadb(), role)}")
+        cur.execute(f"SELECT @@GLOBAL.{self._flavor().position_variable(role)}")
         return str(cur.fetchone()[0])
 
     def primary_gtid(self) -> str:
@@ -586,12 +588,12 @@ class Sandbox:
                 with self.connect(s["name"], timeout=timeout_s) as conn, conn.cursor() as cur:
                     self._wait_position(cur, s, position, deadline)
             except pymysql.err.OperationalError as exc:
-                raise SandboxError(f"{s['name']}: cannot wait for replication: {exc}") from exc
+                problem = describe_error(exc)
+                raise SandboxError(f"{s['name']}: cannot wait for replication: {problem}") from exc
 
     def _wait_position(self, cur: Any, s: dict[str, Any], position: str, deadline: float) -> None:
-        fn = "MASTER_GTID_WAIT" if self._is_mariadb() else "WAIT_FOR_EXECUTED_GTID_SET"
         remaining = max(0.0, deadline - time.monotonic())
-        cur.execute(f"SELECT {fn}(%s, %s)", (position, remaining))
+        cur.execute(self._flavor().wait_sql(), (position, remaining))
         result = cur.fetchone()[0]
         if result != 0:
             raise SandboxError(
@@ -603,20 +605,11 @@ class Sandbox:
         """The replica's own account of why it is behind, for error messages."""
         try:
             with self.connect(name, timeout=2) as conn, conn.cursor() as cur:
-                st = self._replication_status(cur) or {}
+                st = replica_status(cur, self._flavor())
         except pymysql.MySQLError as exc:
-            return f"cannot ask it: {exc}"
-        io = st.get("Slave_IO_Running", st.get("Replica_IO_Running"))
-        sql = st.get("Slave_SQL_Running", st.get("Replica_SQL_Running"))
-        error = st.get("Last_IO_Error") or st.get("Last_SQL_Error") or "no replication error"
-        return f"IO thread {io}, SQL thread {sql}: {error}"
-
-    def _replication_status(self, cur: Any) -> dict[str, Any] | None:
-        cur.execute("SHOW SLAVE STATUS" if self._is_mariadb() else "SHOW REPLICA STATUS")
-        row = cur.fetchone()
-        if row is None:
-            return None
-        return dict(zip([d[0] for d in cur.description], row, strict=True))
+            return f"cannot ask it: {describe_error(exc)}"
+        error = Flavor.last_error(st) or "no replication error"
+        return f"IO thread {Flavor.io_running(st)}, SQL thread {Flavor.sql_running(st)}: {error}"
 
     def status(self) -> list[ServerStatus]:
         """One :class:`ServerStatus` per server, read live from the servers."""
@@ -631,13 +624,11 @@ class Sandbox:
                     with self.connect(s["name"], timeout=2) as conn, conn.cursor() as cur:
                         reachable = True
                         if s["role"] == "replica":
-                            st = self._replication_status(cur) or {}
-                            info["io_running"] = st.get("Slave_IO_Running", st.get("Replica_IO_Running"))
-                            info["sql_running"] = st.get("Slave_SQL_Running", st.get("Replica_SQL_Running"))
-                            info["seconds_behind"] = st.get(
-                                "Seconds_Behind_Master", st.get("Seconds_Behind_Source")
-                            )
-                            info["last_error"] = st.get("Last_SQL_Error") or st.get("Last_IO_Error") or None
+                            st = replica_status(cur, self._flavor())
+                            info["io_running"] = Flavor.io_running(st)
+                            info["sql_running"] = Flavor.sql_running(st)
+                            info["seconds_behind"] = Flavor.seconds_behind(st)
+                            info["last_error"] = Flavor.last_error(st)
                         info["gtid_position"] = self._gtid(cur, s["role"])
                 except pymysql.err.MySQLError:
                     reachable = False
@@ -662,29 +653,25 @@ class Sandbox:
             raise SandboxError(f"{s['name']} is not a replica")
         return s
 
-    def _replica_sql(self, which: str | int, *statements: str) -> None:
+    def _on_replica(self, which: str | int, action: Callable[[Any, Flavor], None]) -> None:
+        """Run one :mod:`rwsplit.replication` operation on a replica's admin connection."""
         s = self._replica(which)
         with self.connect(s["name"]) as conn, conn.cursor() as cur:
-            for stmt in statements:
-                if not self._is_mariadb():
-                    stmt = stmt.replace("SLAVE", "REPLICA").replace(
-                        "CHANGE MASTER TO MASTER_DELAY", "CHANGE REPLICATION SOURCE TO SOURCE_DELAY"
-                    )
-                cur.execute(stmt)
+            action(cur, self._flavor())
 
     def delay_replica(self, which: str | int, seconds: int) -> None:
         """Make a replica apply each event ``seconds`` after it was written (``MASTER_DELAY``)."""
         if isinstance(seconds, bool) or not isinstance(seconds, int) or not 0 <= seconds <= 86400:
             raise ValueError(f"delay must be a whole number of seconds from 0 to 86400, got {seconds!r}")
-        self._replica_sql(which, "STOP SLAVE", f"CHANGE MASTER TO MASTER_DELAY={seconds}", "START SLAVE")
+        self._on_replica(which, lambda cur, flavor: replication.set_delay(cur, flavor, seconds))
 
     def pause_replica(self, which: str | int) -> None:
         """Stop a replica's SQL (applier) thread: it keeps receiving but stops applying."""
-        self._replica_sql(which, "STOP SLAVE SQL_THREAD")
+        self._on_replica(which, replication.stop_sql_thread)
 
     def resume_replica(self, which: str | int) -> None:
         """Start a paused replica's SQL thread again."""
-        self._replica_sql(which, "START SLAVE SQL_THREAD")
+        self._on_replica(which, replication.start_sql_thread)
 
     def break_replica(self, which: str | int) -> None:
         """Break a replica's replication with a duplicate-key error (its SQL thread stops)."""
@@ -705,7 +692,7 @@ class Sandbox:
         with self.connect(s["name"]) as conn, conn.cursor() as cur:
             cur.execute("SET SESSION sql_log_bin = 0")
             cur.execute(f"DELETE FROM `{self.database}`.`_rwsplit_fault`")
-            cur.execute("START SLAVE" if self._is_mariadb() else "START REPLICA")
+            replication.start_replication(cur, self._flavor())
 
     def freeze(self, which: str | int) -> None:
         """SIGSTOP a server: it keeps its connections open but answers nothing."""
@@ -724,11 +711,10 @@ class Sandbox:
     def kill(self, which: str | int) -> None:
         """SIGKILL one server and wait until it is gone."""
         s = self._server(which)
-        pid = s.get("pid")
         if not self._alive(s):
             raise SandboxError(f"{s['name']} is not running")
         with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+            os.kill(s["pid"], signal.SIGKILL)
         self._wait_dead(s, 10.0)
 
     def start(self, which: str | int, *, timeout: float = 30.0) -> None:
