@@ -238,8 +238,9 @@ class _Run:
         finally:
             workload.stop.set()
             for t in threads:
-                t.join(10)
-            workload.stop.clear()
+                if t.is_alive():  # join() of a thread a Ctrl-C kept from starting would raise
+                    t.join(10)
+        workload.stop.clear()  # only for the next phase: after a Ctrl-C, late starters must stop at once
         ended = time.perf_counter()
         self.phases.append((name, started - self.t0, ended - self.t0))
         self.walls[name] = ended - started
