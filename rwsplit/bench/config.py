@@ -14,19 +14,6 @@ import sqlalchemy as sa
 from ..engine import _mask, coerce_servers
 from ..policy import check_count, check_seconds
 
-__all__ = [
-    "STRATEGIES",
-    "RWSPLIT_STRATEGIES",
-    "PLOT_HINT",
-    "SANDBOX_REPLICAS",
-    "Delay",
-    "Pause",
-    "BenchConfig",
-    "parse_delay",
-    "parse_pause",
-    "parse_strategies",
-]
-
 STRATEGIES = ("primary", "naive", "session", "causal")
 RWSPLIT_STRATEGIES = ("session", "causal")
 PLOT_HINT = "--plot needs matplotlib, which is not installed: pip install 'rwsplit[plot]'"

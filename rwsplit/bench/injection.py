@@ -15,8 +15,6 @@ from ..flavor import Flavor, replica_status
 from ..replication import server_flavor, set_delay, start_sql_thread, stop_sql_thread
 from .config import Pause
 
-__all__: list[str] = []
-
 
 class _Replication:
     """Delays, pauses and restores replicas for lag injection, over a given admin connection."""

@@ -13,8 +13,6 @@ from .config import RWSPLIT_STRATEGIES
 if TYPE_CHECKING:
     from .run import _Run
 
-__all__ = ["exit_code", "report_tables", "write_json"]
-
 
 def exit_code(result: Mapping[str, Any]) -> int:
     """1 if an rwsplit strategy (``session``/``causal``) read a write of its own session stale, else 0."""

@@ -28,8 +28,6 @@ from .report import _plot
 from .staleness import StalenessChecker, _LagSampler
 from .workload import NaiveSession, _bench_table, _mapped_class, _Tally, _Workload
 
-__all__ = ["BenchFailed", "check_servers", "run_bench"]
-
 _CONNECT_TIMEOUT = 3
 _REPLICATE_TIMEOUT = 60.0
 _INSERT_BATCH = 1000

@@ -7,8 +7,6 @@ import threading
 import time
 from typing import Any
 
-__all__ = ["StalenessChecker"]
-
 _SAMPLE_INTERVAL = 0.1
 
 

@@ -18,8 +18,6 @@ from sqlalchemy.orm import Session, registry
 
 from ..errors import RwsplitError, describe_error
 
-__all__ = ["NaiveSession"]
-
 
 class NaiveSession(Session):
     """SQLAlchemy's documented routing recipe: flushes and DML on the primary, the rest on a random replica.
