@@ -25,61 +25,18 @@ from typing import Any
 
 import pymysql
 
-from . import replication
-from .errors import SandboxError, ServerBinariesNotFound, describe_error
+from . import mysqld, replication
+from .errors import SandboxError, describe_error
 from .flavor import Flavor, flavor_of, replica_status
+from .mysqld import find_server_binaries
 
 __all__ = ["Sandbox", "ServerStatus", "find_server_binaries", "STATE_FILE"]
 
 STATE_FILE = "rwsplit-sandbox.json"
 _STATE_VERSION = 1
-_SEARCH_DIRS = ("/usr/sbin", "/usr/local/sbin", "/usr/local/mysql/bin", "/usr/libexec", "/opt/mysql/bin")
-_INSTALL_HINT = "install them, e.g. on Debian/Ubuntu: apt-get install mariadb-server"
 _APP_USER = "app"
 _REPL_USER = "rwsplit_repl"
 _MONITOR_USER = "rwsplit_monitor"
-
-
-@dataclass(frozen=True)
-class _Binaries:
-    server: str
-    install_db: str | None
-    flavor: str  # "mariadb" or "mysql"
-    version: str
-
-
-def _search_path() -> str:
-    """``$RWSPLIT_SERVER_PATH`` if set, else ``$PATH`` plus the usual server locations."""
-    override = os.environ.get("RWSPLIT_SERVER_PATH")
-    if override is not None:
-        return override
-    return os.pathsep.join([os.environ.get("PATH", ""), *_SEARCH_DIRS])
-
-
-def _which(name: str) -> str | None:
-    return shutil.which(name, path=_search_path())
-
-
-def find_server_binaries() -> _Binaries:
-    """Locate the server binaries (``mariadbd`` + ``mariadb-install-db``, else MySQL's ``mysqld``)."""
-    server = _which("mariadbd") or _which("mysqld")
-    if server is None:
-        raise ServerBinariesNotFound(
-            "MariaDB/MySQL server binaries not found (looked for mariadbd or mysqld in "
-            f"{_search_path() or '(empty path)'}); {_INSTALL_HINT}"
-        )
-    try:
-        out = subprocess.run(
-            [server, "--version"], capture_output=True, text=True, timeout=30, check=False
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise ServerBinariesNotFound(f"cannot run {server} --version: {exc}; {_INSTALL_HINT}") from exc
-    if "mariadb" in out.lower():
-        install_db = _which("mariadb-install-db") or _which("mysql_install_db")
-        if install_db is None:
-            raise ServerBinariesNotFound(f"found {server} but not mariadb-install-db; {_INSTALL_HINT}")
-        return _Binaries(server, install_db, "mariadb", out)
-    return _Binaries(server, None, "mysql", out)
 
 
 @dataclass(frozen=True)
@@ -123,25 +80,6 @@ def _free_ports(count: int) -> list[int]:
     finally:
         for s in socks:
             s.close()
-
-
-def _pid_is_server(pid: int | None, datadir: str) -> bool:
-    """True if ``pid`` is a live (not zombie) server process using ``datadir``."""
-    if not pid:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            state = f.read().rsplit(b")", 1)[1].split()[0]
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            cmdline = f.read()
-    except (OSError, IndexError):
-        return False
-    return state not in (b"Z", b"X") and f"--datadir={datadir}".encode() in cmdline
-
-
-def _reap(pid: int) -> None:
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)
 
 
 class Sandbox:
@@ -335,7 +273,7 @@ class Sandbox:
         }
         self._write_state()
         deadline = time.monotonic() + timeout
-        self._initialise_datadirs(binaries)
+        mysqld.initialise_datadirs(binaries, self.dir, [s["datadir"] for s in self._servers])
         for s in self._servers:
             self._spawn(s)
         for s in self._servers:
@@ -356,7 +294,9 @@ class Sandbox:
         state = self._read_state()
         if state is not None:
             self._state = state
-            running = [s["name"] for s in state["servers"] if _pid_is_server(s.get("pid"), s["datadir"])]
+            running = [
+                s["name"] for s in state["servers"] if mysqld.pid_is_server(s.get("pid"), s["datadir"])
+            ]
             if running:
                 self._state = None
                 raise SandboxError(
@@ -385,82 +325,11 @@ class Sandbox:
             )
         return ports
 
-    def _initialise_datadirs(self, binaries: _Binaries) -> None:
-        """Initialise one data dir, then copy it: parallel bootstraps collide on temp names."""
-        template = self.dir / ".template"
-        log_path = self.dir / "init.log"
-        if binaries.flavor == "mariadb":
-            assert binaries.install_db is not None
-            cmd = [
-                binaries.install_db,
-                "--no-defaults",
-                f"--datadir={template}",
-                "--auth-root-authentication-method=normal",
-                "--skip-test-db",
-                "--innodb-log-file-size=16M",
-            ]
-        else:
-            cmd = [binaries.server, "--no-defaults", "--initialize-insecure", f"--datadir={template}"]
-        if os.geteuid() == 0:
-            cmd.append("--user=root")
-        with open(log_path, "wb") as log:
-            rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, timeout=300).returncode
-        if rc != 0:
-            text = log_path.read_text(errors="replace")
-            tail = " | ".join(line for line in text.splitlines()[:4] if line.strip())
-            raise SandboxError(f"initialising the data dir failed (exit {rc}): {tail}")
-        for s in self._servers:
-            shutil.copytree(template, s["datadir"], symlinks=True)
-        shutil.rmtree(template)
-        log_path.unlink()
-
-    def _server_args(self, s: dict[str, Any]) -> list[str]:
-        assert self._state is not None
-        d = s["datadir"]
-        args = [
-            self._state["server_binary"],
-            "--no-defaults",
-            f"--datadir={d}",
-            f"--port={s['port']}",
-            "--bind-address=127.0.0.1",
-            f"--socket={d}/mysqld.sock",
-            f"--pid-file={d}/mysqld.pid",
-            f"--log-error={d}/error.log",
-            f"--server-id={s['server_id']}",
-            "--log-bin=binlog",
-            "--binlog-format=ROW",
-            "--log-slave-updates=ON",
-            "--skip-name-resolve",
-            "--performance-schema=OFF",
-            "--innodb-buffer-pool-size=32M",
-            "--innodb-flush-log-at-trx-commit=2",
-            "--sync-binlog=0",
-            "--max-connections=500",
-            "--relay-log=relay",
-            "--relay-log-recovery=ON",
-            "--character-set-server=utf8mb4",
-            f"--tmpdir={d}.tmp",
-        ]
-        if self._state["flavor"] == "mariadb":
-            args += ["--innodb-log-file-size=16M", "--gtid-strict-mode=ON"]
-        else:
-            args += ["--gtid-mode=ON", "--enforce-gtid-consistency=ON", "--mysqlx=OFF"]
-        if s["role"] == "replica":
-            args.append("--read-only=ON")
-        if os.geteuid() == 0:
-            args.append("--user=root")
-        return args
-
     def _spawn(self, s: dict[str, Any]) -> None:
-        Path(f"{s['datadir']}.tmp").mkdir(exist_ok=True)
-        with open(Path(s["datadir"]) / "stdout.log", "ab") as out:
-            proc = subprocess.Popen(
-                self._server_args(s),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+        assert self._state is not None
+        proc = mysqld.spawn(
+            mysqld.server_args(self._state["server_binary"], self._state["flavor"], s), s["datadir"]
+        )
         self._procs[s["name"]] = proc
         s["pid"] = proc.pid
         self._write_state()
@@ -469,52 +338,19 @@ class Sandbox:
         proc = self._procs.get(s["name"])
         if proc is not None and proc.pid == s.get("pid"):
             return proc.poll() is None
-        return _pid_is_server(s.get("pid"), s["datadir"])
-
-    def _error_tail(self, s: dict[str, Any], lines: int = 5) -> str:
-        try:
-            text = Path(s["datadir"], "error.log").read_text(errors="replace").splitlines()
-        except OSError:
-            return "(no error log)"
-        return " | ".join(text[-lines:])
+        return mysqld.pid_is_server(s.get("pid"), s["datadir"])
 
     def _wait_accepting(self, s: dict[str, Any], deadline: float, *, password: str | None = None) -> None:
         assert self._state is not None
         pw = self._state["passwords"]["root"] if password is None else password
-        last: Exception | None = None
-        while time.monotonic() < deadline:
-            if not self._alive(s):
-                raise SandboxError(f"{s['name']} exited while starting: {self._error_tail(s)}")
-            try:
-                conn = pymysql.connect(
-                    unix_socket=f"{s['datadir']}/mysqld.sock",
-                    user="root",
-                    password=pw,
-                    connect_timeout=2,
-                )
-                conn.close()
-                return
-            except pymysql.err.OperationalError as exc:
-                last = exc
-                time.sleep(0.05)
-        reason = "no attempt" if last is None else describe_error(last)
-        raise SandboxError(f"{s['name']} did not accept connections in time ({reason})")
-
-    def _socket_conn(self, s: dict[str, Any], password: str) -> pymysql.Connection:
-        return pymysql.connect(
-            unix_socket=f"{s['datadir']}/mysqld.sock",
-            user="root",
-            password=password,
-            autocommit=True,
-            connect_timeout=5,
-        )
+        mysqld.wait_accepting(s["name"], s["datadir"], pw, deadline, lambda: self._alive(s))
 
     def _setup_primary(self) -> None:
         assert self._state is not None
         pw = self._state["passwords"]
         mariadb = self._state["flavor"] == "mariadb"
         monitor_grant = "REPLICA MONITOR ON *.*" if mariadb else "REPLICATION CLIENT ON *.*"
-        with self._socket_conn(self._servers[0], "") as conn, conn.cursor() as cur:
+        with mysqld.socket_connection(self._servers[0]["datadir"], "") as conn, conn.cursor() as cur:
             cur.execute(f"CREATE DATABASE `{self.database}`")
             for user, grants in (
                 (_REPL_USER, ["REPLICATION SLAVE ON *.*"]),
@@ -537,24 +373,11 @@ class Sandbox:
         assert self._state is not None
         pw = self._state["passwords"]
         primary_port = self._servers[0]["port"]
-        conn = self._socket_conn(s, "")
+        conn = mysqld.socket_connection(s["datadir"], "")
         with conn.cursor() as cur:
-            if self._state["flavor"] == "mariadb":
-                cur.execute("SET GLOBAL gtid_slave_pos = ''")
-                cur.execute(
-                    "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=%s, MASTER_USER=%s, "
-                    "MASTER_PASSWORD=%s, MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, "
-                    "MASTER_HEARTBEAT_PERIOD=1",
-                    (primary_port, _REPL_USER, pw[_REPL_USER]),
-                )
-            else:
-                cur.execute(
-                    "CHANGE REPLICATION SOURCE TO SOURCE_HOST='127.0.0.1', SOURCE_PORT=%s, "
-                    "SOURCE_USER=%s, SOURCE_PASSWORD=%s, SOURCE_AUTO_POSITION=1, "
-                    "SOURCE_CONNECT_RETRY=1, GET_SOURCE_PUBLIC_KEY=1",
-                    (primary_port, _REPL_USER, pw[_REPL_USER]),
-                )
-            replication.start_replication(cur, self._flavor())
+            flavor = self._flavor()
+            replication.replicate_from(cur, flavor, "127.0.0.1", primary_port, _REPL_USER, pw[_REPL_USER])
+            replication.start_replication(cur, flavor)
         return conn
 
     # -------------------------------------------------------------- replication
@@ -733,7 +556,7 @@ class Sandbox:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(timeout=0.05)
             elif s.get("pid"):
-                _reap(s["pid"])
+                mysqld.reap(s["pid"])
             if not self._alive(s):
                 return True
             time.sleep(0.02)
