@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pymysql
 
 
@@ -26,8 +28,11 @@ class NoReplicaAvailable(RwsplitError):
 
 
 def describe_error(exc: BaseException) -> str:
-    """``exc`` in one short line for logs and status rows: ``(errno) message`` for a MySQL error."""
-    args = exc.args
-    if isinstance(exc, pymysql.MySQLError) and len(args) >= 2:
-        return f"({args[0]}) {args[1]}"[:300]
-    return f"{type(exc).__name__}: {exc}"[:300]
+    """One line (at most 300 characters) for an error message: ``(code) message`` for a server error."""
+    orig = getattr(exc, "orig", None) or exc  # a SQLAlchemy DBAPIError wraps the driver's error
+    args: tuple[Any, ...] = getattr(orig, "args", ())
+    if isinstance(orig, pymysql.MySQLError) and len(args) >= 2:
+        text = f"({args[0]}) {args[1]}"
+    else:
+        text = f"{type(orig).__name__}: {orig}"
+    return text.splitlines()[0][:300]

@@ -1,9 +1,11 @@
-"""The lag benchmark's Python API: configuration checks, staleness, exit code."""
+"""The lag benchmark without servers: configuration checks, staleness, exit code, Ctrl-C as workers start."""
 
 from __future__ import annotations
 
 import re
+import threading
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -18,6 +20,7 @@ from rwsplit.bench import (
     parse_pause,
     parse_strategies,
 )
+from rwsplit.bench.run import _Run
 
 
 def _result(**violations: int) -> dict[str, Any]:
@@ -82,3 +85,24 @@ def test_config_is_validated_at_construction() -> None:
     assert "b@" not in repr(
         BenchConfig(primary="mysql+pymysql://a:b@h/db", replicas=("mysql+pymysql://a:b@r/db",))
     )
+
+
+def test_ctrl_c_while_workers_start_is_a_keyboard_interrupt(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Ctrl-C inside Thread.start() (the phase's first moments) used to become RuntimeError: exit 1."""
+    config = BenchConfig(threads=3, duration=1, strategies=("primary",))
+    run = _Run(config, "mysql+pymysql://u@h/db", ["mysql+pymysql://u@h2/db"], None, lambda _: None, None)  # type: ignore[arg-type]
+    stop = threading.Event()
+    workload = SimpleNamespace(stop=stop, run=lambda *_: stop.wait(5))
+    real_start = threading.Thread.start
+    calls = []
+
+    def start(thread: threading.Thread) -> None:
+        calls.append(thread)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        real_start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    with pytest.raises(KeyboardInterrupt):
+        run._phase(0, "primary", lambda: None, workload)  # type: ignore[arg-type]
+    assert stop.is_set(), "late-starting workers must find the stop flag set"
