@@ -35,7 +35,7 @@ from .causal import (
     request_capture,
     take_captured,
 )
-from .classify import PRIMARY
+from .classifier import PRIMARY
 from .errors import PrimaryUnavailable
 from .gtid import Position, parse_mariadb, parse_mysql
 from .policy import READ_YOUR_WRITES, ConsistencyState, Retry, RoutingPolicy, check_choice, check_seconds

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .balancer import Balancer
-from .classify import PRIMARY, Server, _server_floor, classify
+from .classifier import PRIMARY, Server, classify, server_floor
 from .errors import NoReplicaAvailable
 from .gtid import Position
 from .policy import ConsistencyState, RoutingPolicy, check_seconds
@@ -85,7 +85,7 @@ class Router:
         seen, server = self._server
         if versions is not seen:
             names = [r.name for r in self.monitor.snapshot().replicas]
-            server = _server_floor(versions.get(name) for name in names)
+            server = server_floor(versions.get(name) for name in names)
             self._server = (versions, server)
         route = classify(statement, read_only_functions=self.policy.read_only_functions, server=server)
         if route.target == PRIMARY:
