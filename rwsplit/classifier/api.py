@@ -75,10 +75,8 @@ def classify(
     cls = type(statement)
     if cls is Select:  # by far the most common statement: skip the type dispatch
         return classify_select(statement, ctx, dialect)
-    if cls is str:
-        return classify_str(statement, ctx)
     if isinstance(statement, str):
-        return classify_str(str.__str__(statement), ctx)
+        return classify_str(statement if cls is str else str.__str__(statement), ctx)
     if isinstance(statement, Executable):
         return classify_construct(statement, ctx, dialect)
     raise TypeError(

@@ -6,11 +6,10 @@ import types
 import weakref
 from collections.abc import Hashable
 from functools import lru_cache
-from typing import Any, Final
+from typing import Any, Final, TypeGuard
 
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Query
-from sqlalchemy.orm.context import FromStatement
 from sqlalchemy.schema import Column
 from sqlalchemy.sql import visitors
 from sqlalchemy.sql.ddl import ExecutableDDLElement
@@ -28,6 +27,7 @@ from sqlalchemy.sql.lambdas import StatementLambdaElement
 from sqlalchemy.sql.operators import custom_op
 from sqlalchemy.sql.selectable import ForUpdateArg, GenerativeSelect, TextualSelect
 
+from .. import compat
 from .route import PRIMARY, READ, Route
 from .statements import classify_str
 from .vocabulary import (
@@ -78,7 +78,8 @@ def _default_dialect() -> Dialect:
     """The MySQL dialect used to compile constructs when none is given."""
     from sqlalchemy.dialects import mysql
 
-    return mysql.dialect()  # type: ignore[no-any-return]
+    dialect: Dialect = mysql.dialect()  # typed as Any by some SQLAlchemy releases
+    return dialect
 
 
 def _fragment_route(text: str, ro: Context, what: str) -> Route | None:
@@ -133,22 +134,18 @@ def _type_has_sql(type_: Any) -> bool:
     cls = type(type_)
     plain = _PLAIN_TYPE_CLASSES.get(cls)
     if plain is None:
-        plain = not (
-            getattr(cls, "_has_column_expression", False) or getattr(cls, "_has_bind_expression", False)
-        )
+        plain = not compat.type_renders_sql(cls)
         _PLAIN_TYPE_CLASSES[cls] = plain
     if plain:
         return False
-    return bool(
-        getattr(type_, "_has_column_expression", False) or getattr(type_, "_has_bind_expression", False)
-    )
+    return compat.type_renders_sql(type_)
 
 
 _PLAIN_TYPE_CLASSES: dict[type, bool] = {}
 """Type classes whose class attributes say they never add SQL (memoized)."""
 
 
-def _is_custom_op(op: Any) -> bool:
+def _is_custom_op(op: Any) -> TypeGuard[custom_op[Any]]:
     """True for ``op("...")`` operators (plain operator functions are skipped cheaply)."""
     return type(op) not in _PLAIN_OPERATOR_TYPES and isinstance(op, custom_op)
 
@@ -176,7 +173,7 @@ _MAPPER_VERDICTS: dict[int, tuple[weakref.ref[Any], int, bool]] = {}
 
 def _mapper_needs_compile(mapper: Any) -> bool:
     """Cached :func:`_mapper_injects_sql` (recomputed if properties are added)."""
-    props = len(getattr(mapper, "_props", ()))
+    props = len(mapper.attrs)
     entry = _MAPPER_VERDICTS.get(id(mapper))
     if entry is not None and entry[0]() is mapper and entry[1] == props:
         return entry[2]
@@ -196,13 +193,17 @@ def _custom_operator_route(el: Any, ro: Context) -> Route | None:
     return None
 
 
-def _hint_texts(el: Any) -> list[str]:
-    """Texts of prefixes, suffixes and hints attached to a statement."""
-    texts = [str(getattr(t, "text", t)) for t, _ in getattr(el, "_prefixes", ())]
-    texts += [str(getattr(t, "text", t)) for t, _ in getattr(el, "_suffixes", ())]
-    texts += [str(t) for t in dict(getattr(el, "_hints", None) or {}).values()]
-    texts += [str(t) for _, t in getattr(el, "_statement_hints", ())]
-    return texts
+def _cannot_inspect(exc: compat.SQLAlchemyChanged) -> Route:
+    """The safe answer when SQLAlchemy no longer has an attribute the classifier reads."""
+    return Route(PRIMARY, f"cannot inspect the statement: {exc}", "write")
+
+
+def _walk(stmt: Any, ro: Context, dialect: Dialect | None) -> Route:
+    """:func:`_walk_construct`, answering "primary" if SQLAlchemy's internals changed."""
+    try:
+        return _walk_construct(stmt, ro, dialect)
+    except compat.SQLAlchemyChanged as exc:
+        return _cannot_inspect(exc)
 
 
 def _walk_construct(stmt: Any, ro: Context, dialect: Dialect | None) -> Route:
@@ -238,21 +239,20 @@ def _walk_construct(stmt: Any, ro: Context, dialect: Dialect | None) -> Route:
                 return route
             found.append(route)
         if isinstance(el, GenerativeSelect):
-            arg = getattr(el, "_for_update_arg", None)
+            arg = compat.for_update_arg(el)
             if arg is not None:
                 lock = lock or _for_update_reason(arg)
-            for text in _hint_texts(el):
+            for text in compat.statement_fragments(el):
                 route = _fragment_route(text, ro, "prefix, suffix or hint")
                 if route is not None:
                     if route.effect == "write":
                         return route
                     found.append(route)
-            if getattr(el, "_with_options", ()):
+            if compat.has_options(el):
                 needs_compile = True
         if isinstance(el, ColumnElement) and _type_has_sql(el.type):
             needs_compile = True
-        annotations = getattr(el, "_annotations", None)
-        mapper = annotations.get("parentmapper") if annotations else None
+        mapper = compat.parent_mapper(el)
         if mapper is not None and id(mapper) not in mappers:
             mappers.add(id(mapper))
             needs_compile = needs_compile or _mapper_needs_compile(mapper)
@@ -285,16 +285,13 @@ def classify_select(stmt: Any, ro: Context, dialect: Dialect | None) -> Route:
     Generating the key is not extra work: SQLAlchemy memoizes it on the statement and reuses it
     to find the compiled form when the statement is executed right after.
     """
-    try:
-        cache_key = stmt._generate_cache_key()
-    except Exception:
-        cache_key = None
+    cache_key = compat.statement_cache_key(stmt)
     if cache_key is None:
-        return _walk_construct(stmt, ro, dialect)
-    key = (cache_key.key, ro.ro, ro.server, dialect.name if dialect is not None else None)
+        return _walk(stmt, ro, dialect)
+    key = (cache_key, ro.ro, ro.server, dialect.name if dialect is not None else None)
     route = shapes.routes.get(key)
     if route is None:
-        route = _walk_construct(stmt, ro, dialect)
+        route = _walk(stmt, ro, dialect)
         shapes.put(key, route)
     else:
         shapes.hits += 1
@@ -314,12 +311,16 @@ def classify_construct(stmt: Any, ro: Context, dialect: Dialect | None) -> Route
         if not (stmt.is_insert or stmt.is_update or stmt.is_delete):
             kind = type(stmt).__name__
         return Route(PRIMARY, f"write: {kind}")
-    if isinstance(stmt, FromStatement):
-        return classify_construct(stmt.element, ro, dialect)
     if isinstance(stmt, Query):
         return classify_construct(stmt.statement, ro, dialect)
-    if isinstance(stmt, StatementLambdaElement):
-        return classify_construct(stmt._resolved, ro, dialect)
+    try:
+        inner = compat.from_statement_element(stmt)
+        if isinstance(stmt, StatementLambdaElement):
+            inner = compat.lambda_statement(stmt)
+    except compat.SQLAlchemyChanged as exc:
+        return _cannot_inspect(exc)
+    if inner is not None:
+        return classify_construct(inner, ro, dialect)
     if isinstance(stmt, (GenerativeSelect, FunctionElement)):
         return classify_select(stmt, ro, dialect)
     return Route(PRIMARY, f"unsupported statement type: {type(stmt).__name__}")
