@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 from sqlalchemy import (
     Column,
-    ForeignKey,
     Integer,
     MetaData,
     String,
@@ -18,7 +17,7 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, joinedload, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, defer, mapped_column
 from sqlalchemy.sql import visitors
 from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.sql.selectable import Select
@@ -36,19 +35,11 @@ class _Base(DeclarativeBase):
     pass
 
 
-class _Parent(_Base):
-    __tablename__ = "compat_parent"
+class _Item(_Base):
+    __tablename__ = "compat_item"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    children: Mapped[list[_Child]] = relationship(back_populates="parent")
-
-
-class _Child(_Base):
-    __tablename__ = "compat_child"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    parent_id: Mapped[int] = mapped_column(ForeignKey("compat_parent.id"))
-    parent: Mapped[_Parent] = relationship(back_populates="children")
+    name: Mapped[str] = mapped_column(String(50))
 
 
 class _Upper(TypeDecorator[str]):
@@ -113,14 +104,14 @@ def test_no_fragments_on_a_compound_select() -> None:
 
 
 def test_with_options() -> None:
-    assert compat.has_options(select(_Parent).options(joinedload(_Parent.children)))
-    assert not compat.has_options(select(_Parent))
+    assert compat.has_options(select(_Item).options(defer(_Item.name)))
+    assert not compat.has_options(select(_Item))
     assert not compat.has_options(object())
 
 
 def test_annotations_parentmapper() -> None:
-    mappers = {compat.parent_mapper(el) for el in visitors.iterate(select(_Child.id))}
-    assert inspect(_Child) in mappers
+    mappers = {compat.parent_mapper(el) for el in visitors.iterate(select(_Item.id))}
+    assert inspect(_Item) in mappers
     assert {compat.parent_mapper(el) for el in visitors.iterate(select(_table))} == {None}
     assert compat.parent_mapper(object()) is None
 
@@ -136,10 +127,10 @@ def test_lambda_resolved() -> None:
 
 
 def test_from_statement() -> None:
-    inner = text("SELECT * FROM compat_parent")
-    assert compat.from_statement_element(select(_Parent).from_statement(inner)) is inner
-    assert compat.from_statement_element(select(_Parent)) is None
-    assert isinstance(compat.from_statement_element(select(_Parent).from_statement(inner)), TextClause)
+    inner = text("SELECT * FROM compat_item")
+    assert compat.from_statement_element(select(_Item).from_statement(inner)) is inner
+    assert compat.from_statement_element(select(_Item)) is None
+    assert isinstance(compat.from_statement_element(select(_Item).from_statement(inner)), TextClause)
 
 
 def test_cache_key() -> None:
@@ -203,7 +194,7 @@ def test_missing_lambda_resolution_routes_to_the_primary() -> None:
 
 
 def test_moved_from_statement_routes_to_the_primary(monkeypatch: pytest.MonkeyPatch) -> None:
-    stmt = select(_Parent).from_statement(text("SELECT * FROM compat_parent"))
+    stmt = select(_Item).from_statement(text("SELECT * FROM compat_item"))
     assert classify(stmt).target == REPLICA
     monkeypatch.setattr(compat, "_FROM_STATEMENT", None)
     assert compat.from_statement_element(stmt) is None

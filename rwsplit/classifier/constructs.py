@@ -56,6 +56,7 @@ class _ShapeCache:
         self.misses = 0
 
     def put(self, key: Hashable, route: Route) -> None:
+        """Store the route of a newly seen shape (a miss), starting over when full."""
         self.misses += 1
         if len(self.routes) >= self.maxsize:
             self.routes.clear()
@@ -66,6 +67,7 @@ class _ShapeCache:
         return (self.hits, self.misses, self.maxsize, len(self.routes))
 
     def clear(self) -> None:
+        """Forget every shape and reset the counters."""
         self.routes.clear()
         self.hits = self.misses = 0
 

@@ -171,6 +171,7 @@ _NativeRange = tuple[_Version, "_Version | None"] | None
 
 
 def _version(text: str) -> _Version:
+    """``"10.11.0"`` -> ``(10, 11, 0)``."""
     return tuple(int(part) for part in text.split("."))
 
 
@@ -314,6 +315,7 @@ class Context:
 
 @lru_cache(maxsize=256)
 def context(ro: frozenset[str], server: Server | None) -> Context:
+    """The interned :class:`Context` for these read-only functions and this server."""
     return Context(ro, server)
 
 
@@ -359,5 +361,6 @@ def normalize_name(name: str) -> str:
 
 
 def arity_ok(arity: tuple[int, int | None], count: int) -> bool:
+    """True if ``count`` arguments fit a geometry constructor's ``(min, max)`` arity."""
     low, high = arity
     return count >= low and (high is None or count <= high)
