@@ -40,6 +40,7 @@ from .vocabulary import (
 )
 
 CONSTRUCT_CACHE_SIZE: Final = 1024
+"""Entries of the cache of construct shapes (emptied when full)."""
 
 
 class _ShapeCache:

@@ -24,10 +24,9 @@ from .route import PRIMARY, READ, REPLICA, Route
 from .vocabulary import Context
 
 SQL_CACHE_SIZE: Final = 4096
-
-
+"""Entries of the LRU cache of SQL strings."""
 MAX_CACHED_SQL_LENGTH: Final = 64 * 1024
-
+"""Longer SQL strings are classified on every call, not cached."""
 
 _EMPTY_STATEMENT = Route(PRIMARY, "empty statement (only whitespace or comments)")
 _UNPARSABLE = Route(PRIMARY, "unparsable: unterminated string, identifier or comment")
