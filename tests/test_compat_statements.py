@@ -12,19 +12,20 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    func,
     inspect,
     lambda_stmt,
     select,
     text,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, defer, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, defer, mapped_column
 from sqlalchemy.sql import visitors
 from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.sql.selectable import Select
 from sqlalchemy.types import TypeDecorator
 
 from rwsplit import compat
-from rwsplit.classifier import PRIMARY, REPLICA, classify
+from rwsplit.classifier import PRIMARY, REPLICA, cache_clear, classify
 
 _metadata = MetaData()
 _table = Table("compat_t", _metadata, Column("id", Integer, primary_key=True), Column("name", String(50)))
@@ -204,3 +205,19 @@ def test_moved_from_statement_routes_to_the_primary(monkeypatch: pytest.MonkeyPa
 def test_missing_cache_key_only_skips_the_cache() -> None:
     assert compat.statement_cache_key(object()) is None
     assert classify(_without(select(_table), "_generate_cache_key")).target == REPLICA
+
+
+def test_mapper_properties_added_later_are_seen() -> None:
+    """The classifier counts ``mapper.attrs`` (public) to notice properties added after a verdict."""
+
+    class Late(_Base):
+        __tablename__ = "compat_late"
+
+        id: Mapped[int] = mapped_column(primary_key=True)
+
+    cache_clear()
+    assert classify(select(Late)).target == REPLICA
+    inspect(Late).add_property("scored", column_property(func.score_of(Late.__table__.c.id)))
+    cache_clear()
+    route = classify(select(Late))
+    assert route.target == PRIMARY and "score_of" in route.reason
