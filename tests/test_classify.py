@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from classify_corpus import CORPUS  # noqa: E402
 
-from rwsplit.classify import (  # noqa: E402
+from rwsplit.classifier import (  # noqa: E402
     CONSTRUCT_CACHE_SIZE,
     MAX_CACHED_SQL_LENGTH,
     PRIMARY,

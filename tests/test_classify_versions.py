@@ -5,7 +5,6 @@ Server tests run against the real MariaDB sandbox; the rest is pure classifier l
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterator
 
 import pymysql
@@ -13,23 +12,22 @@ import pytest
 import sqlalchemy as sa
 
 import rwsplit
-from rwsplit.classify import Route, classify
+from rwsplit.classifier import Route, classify, vocabulary
 from rwsplit.sandbox import Sandbox
 
-_classify_module = importlib.import_module("rwsplit.classify")
 MARIADB_10_11 = ("mariadb", (10, 11, 19))
 UNKNOWN_FUNCTION = 1305  # FUNCTION app.x does not exist: the name was looked up as a stored function
 
 
 def _server_floor(sandbox: Sandbox) -> tuple[str, tuple[int, ...]]:
     with sandbox.connect() as conn:
-        floor = _classify_module._server_floor([conn.get_server_info()])
+        floor = vocabulary.server_floor([conn.get_server_info()])
     assert floor is not None
-    return floor  # type: ignore[no-any-return]
+    return floor
 
 
 def _builtins(server: object) -> frozenset[str]:
-    return _classify_module._context(frozenset(), server).builtins  # type: ignore[no-any-return]
+    return vocabulary.context(frozenset(), server).builtins
 
 
 def _resolves_to_stored(cur: pymysql.cursors.Cursor, call: str) -> bool:
@@ -60,7 +58,7 @@ def test_every_builtin_on_this_server_is_native_there(
     the argument counts the classifier accepts)."""
     server = _server_floor(sandbox)
     assert server[0] == "mariadb" and server[1] >= (10, 11)
-    arity = _classify_module._GEOMETRY_ARITY
+    arity = vocabulary.GEOMETRY_ARITY
     reachable = []
     for name in sorted(_builtins(server)):
         low, high = arity.get(name.encode(), (0, 4))
@@ -74,7 +72,7 @@ def test_every_name_gated_off_on_this_server_is_really_absent(
     sandbox: Sandbox, admin: pymysql.cursors.Cursor
 ) -> None:
     server = _server_floor(sandbox)
-    gated_off = sorted(_classify_module._BUILTIN_FUNCTIONS - _builtins(server))
+    gated_off = sorted(vocabulary.BUILTIN_FUNCTIONS - _builtins(server))
     for name in ("UUID_V7", "UUID_V4", "BIN_TO_UUID", "FORMAT_BYTES", "KDF", "TRUNC", "VEC_DISTANCE"):
         assert name in gated_off
     present = [name for name in gated_off if not _resolves_to_stored(admin, f"{name}(1)")]
@@ -120,7 +118,7 @@ def test_geometry_constructors_with_other_argument_counts_are_stored_calls() -> 
 
 
 def test_server_floor_parsing() -> None:
-    floor = _classify_module._server_floor
+    floor = vocabulary.server_floor
     assert floor(["5.5.5-10.11.19-MariaDB-0+deb12u1-log"]) == ("mariadb", (10, 11, 19))
     assert floor(["11.4.2-MariaDB", "5.5.5-10.6.1-MariaDB"]) == ("mariadb", (10, 6, 1))
     assert floor(["8.0.36", "8.4.0"]) == ("mysql", (8, 0, 36))
