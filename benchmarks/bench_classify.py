@@ -23,7 +23,7 @@ from sqlalchemy import ForeignKey, String, func, select
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from rwsplit.classify import (
+from rwsplit.classifier import (
     CONSTRUCT_CACHE_SIZE,
     SQL_CACHE_SIZE,
     cache_clear,

@@ -10,7 +10,7 @@ reads its own writes::
 from ._version import __version__
 from .balancer import LeastOutstanding, Random, RoundRobin, Weighted
 from .causal import consistency, merge_tokens
-from .classify import Route, classify
+from .classifier import Route, classify
 from .consistency_state import pin_primary_until, pinned_until
 from .engine import (
     RoutingConnection,

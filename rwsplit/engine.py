@@ -35,7 +35,7 @@ from .causal import (
     request_capture,
     take_captured,
 )
-from .classify import PRIMARY
+from .classifier import PRIMARY
 from .consistency_state import ConsistencyState
 from .errors import PrimaryUnavailable
 from .gtid import Position, parse_mariadb, parse_mysql

@@ -12,7 +12,7 @@ from typing import Any
 
 from ._validate import check_seconds
 from .balancer import Balancer
-from .classify import PRIMARY, Server, _server_floor, classify
+from .classifier import PRIMARY, Server, classify, server_floor
 from .consistency_state import ConsistencyState
 from .errors import NoReplicaAvailable
 from .gtid import Position
@@ -88,7 +88,7 @@ class Router:
         seen, server = self._server
         if versions is not seen:
             names = [r.name for r in self.monitor.snapshot().replicas]
-            server = _server_floor(versions.get(name) for name in names)
+            server = server_floor(versions.get(name) for name in names)
             self._server = (versions, server)
         route = classify(statement, read_only_functions=self.policy.read_only_functions, server=server)
         if route.target == PRIMARY:

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, SessionTransaction
 from sqlalchemy.orm.interfaces import UserDefinedOption
 
 from .causal import request_capture, take_captured
-from .classify import PRIMARY
+from .classifier import PRIMARY
 from .engine import RoutingEngine
 
 __all__ = ["RoutingSession", "sessionmaker", "UsePrimary"]

@@ -3,7 +3,6 @@ SQL."""
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterator
 
 import pymysql
@@ -13,7 +12,7 @@ from classify_corpus import CORPUS, QUALIFIED_SPELLINGS
 from helpers import FAULT_TABLE as TABLE
 
 import rwsplit
-from rwsplit.classify import classify
+from rwsplit.classifier import classify, vocabulary
 from rwsplit.gtid import parse_mariadb
 from rwsplit.sandbox import Sandbox
 from rwsplit.testing import checksum
@@ -97,21 +96,18 @@ def test_write_routed_statements_are_refused_on_the_replica(
 # ------------------------------------------------------------------ the vocabulary vs the server
 
 
-_classify_module = importlib.import_module("rwsplit.classify")
-
-
 UNKNOWN_FUNCTION = 1305  # FUNCTION app.x does not exist: the name was looked up as a stored function
 
 
 def _server_floor(sandbox: Sandbox) -> tuple[str, tuple[int, ...]]:
     with sandbox.connect() as conn:
-        floor = _classify_module._server_floor([conn.get_server_info()])
+        floor = vocabulary.server_floor([conn.get_server_info()])
     assert floor is not None
-    return floor  # type: ignore[no-any-return]
+    return floor
 
 
 def _builtins(server: object) -> frozenset[str]:
-    return _classify_module._context(frozenset(), server).builtins  # type: ignore[no-any-return]
+    return vocabulary.context(frozenset(), server).builtins
 
 
 def _resolves_to_stored(cur: pymysql.cursors.Cursor, call: str) -> bool:
@@ -139,7 +135,7 @@ def test_every_builtin_on_this_server_is_native_there(
     the argument counts the classifier accepts)."""
     server = _server_floor(sandbox)
     assert server[0] == "mariadb" and server[1] >= (10, 11)
-    arity = _classify_module._GEOMETRY_ARITY
+    arity = vocabulary.GEOMETRY_ARITY
     reachable = []
     for name in sorted(_builtins(server)):
         low, high = arity.get(name.encode(), (0, 4))
@@ -153,7 +149,7 @@ def test_every_name_gated_off_on_this_server_is_really_absent(
     sandbox: Sandbox, admin: pymysql.cursors.Cursor
 ) -> None:
     server = _server_floor(sandbox)
-    gated_off = sorted(_classify_module._BUILTIN_FUNCTIONS - _builtins(server))
+    gated_off = sorted(vocabulary.BUILTIN_FUNCTIONS - _builtins(server))
     for name in ("UUID_V7", "UUID_V4", "BIN_TO_UUID", "FORMAT_BYTES", "KDF", "TRUNC", "VEC_DISTANCE"):
         assert name in gated_off
     present = [name for name in gated_off if not _resolves_to_stored(admin, f"{name}(1)")]

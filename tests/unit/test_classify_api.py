@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from rwsplit.classify import (
+from rwsplit.classifier import (
     CONSTRUCT_CACHE_SIZE,
     MAX_CACHED_SQL_LENGTH,
     PRIMARY,

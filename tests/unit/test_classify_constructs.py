@@ -35,7 +35,7 @@ from sqlalchemy.schema import CreateTable, DropTable
 from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.elements import ClauseElement
 
-from rwsplit.classify import PRIMARY, REPLICA, Route, cache_clear, cache_info, classify
+from rwsplit.classifier import PRIMARY, REPLICA, Route, cache_clear, cache_info, classify
 
 
 class Base(DeclarativeBase):

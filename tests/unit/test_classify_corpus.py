@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from classify_corpus import CORPUS
 
-from rwsplit.classify import PRIMARY, REPLICA, classify
+from rwsplit.classifier import PRIMARY, REPLICA, classify
 
 
 def _case_id(sql: str) -> str:

@@ -10,7 +10,7 @@ from classify_corpus import CORPUS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rwsplit.classify import PRIMARY, REPLICA, Route, classify
+from rwsplit.classifier import PRIMARY, REPLICA, Route, classify
 
 _TOKEN_RE = re.compile(
     r"""'(?:[^'\\]|\\.|'')*'|"(?:[^"\\]|\\.|"")*"|`(?:[^`]|``)*`|%\(\w+\)s|\s+|[A-Za-z_]\w*|."""

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import importlib
-
 import pytest
 import sqlalchemy as sa
 from classify_corpus import MARIADB_10_11, QUALIFIED_SPELLINGS
 
-from rwsplit.classify import Route, classify
-
-_classify_module = importlib.import_module("rwsplit.classify")
+from rwsplit.classifier import Route, classify, vocabulary
 
 
 def test_gated_names_follow_the_version_floor() -> None:
@@ -51,7 +47,7 @@ def test_geometry_constructors_with_other_argument_counts_are_stored_calls() -> 
 
 
 def test_server_floor_parsing() -> None:
-    floor = _classify_module._server_floor
+    floor = vocabulary.server_floor
     assert floor(["5.5.5-10.11.19-MariaDB-0+deb12u1-log"]) == ("mariadb", (10, 11, 19))
     assert floor(["11.4.2-MariaDB", "5.5.5-10.6.1-MariaDB"]) == ("mariadb", (10, 6, 1))
     assert floor(["8.0.36", "8.4.0"]) == ("mysql", (8, 0, 36))
