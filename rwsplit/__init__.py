@@ -11,14 +11,8 @@ from ._version import __version__
 from .balancer import LeastOutstanding, Random, RoundRobin, Weighted
 from .causal import consistency, merge_tokens
 from .classify import Route, classify
-from .engine import (
-    RoutingConnection,
-    RoutingEngine,
-    RoutingTransaction,
-    ServerReport,
-    create_engine,
-    parse_url_list,
-)
+from .connection import RoutingConnection, RoutingTransaction
+from .engine import RoutingEngine, ServerReport, create_engine
 from .errors import (
     NoReplicaAvailable,
     PrimaryUnavailable,
@@ -26,8 +20,10 @@ from .errors import (
     SandboxError,
     ServerBinariesNotFound,
 )
-from .policy import Retry, pin_primary_until, pinned_until
+from .failover import Retry
+from .policy import pin_primary_until, pinned_until
 from .session import RoutingSession, UsePrimary, sessionmaker
+from .urls import parse_url_list
 
 __all__ = [
     "__version__",

@@ -21,6 +21,7 @@ from sqlalchemy.orm.interfaces import UserDefinedOption
 from .causal import request_capture, take_captured
 from .classify import PRIMARY
 from .engine import RoutingEngine
+from .failover import recover_read
 
 __all__ = ["RoutingSession", "sessionmaker", "UsePrimary"]
 
@@ -168,7 +169,8 @@ class RoutingSession(Session):
                 return run(self, statement, params, **kw)
 
             engines = self._rwsplit_engines
-            return self.routing_engine.recover_read(
+            return recover_read(
+                self.routing_engine,
                 state,
                 exc,
                 attempt,

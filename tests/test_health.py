@@ -258,8 +258,8 @@ def test_a_slow_read_on_a_live_replica_is_the_callers_error_not_a_failover(
     caught_up()
     eng = _engine(sandbox, connect_args={"read_timeout": 1})
     reports: list[str] = []
-    original = eng.report_replica_failure
-    eng.report_replica_failure = lambda name, exc: (reports.append(name), original(name, exc))  # type: ignore[method-assign]
+    original = eng._report_replica_failure
+    eng._report_replica_failure = lambda name, exc: (reports.append(name), original(name, exc))  # type: ignore[method-assign]
     lockers = [sandbox.connect(n) for n in (1, 2)]
     try:
         for conn in lockers:  # the table is locked on both replicas: a read there waits

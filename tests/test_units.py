@@ -10,8 +10,9 @@ import pytest
 
 import rwsplit
 from rwsplit.balancer import LeastOutstanding, Random, RoundRobin, Weighted, resolve_balancer
+from rwsplit.failover import Retry
 from rwsplit.gtid import Position, parse_mariadb, parse_mysql
-from rwsplit.policy import ConsistencyState, Retry, RoutingPolicy
+from rwsplit.policy import ConsistencyState, RoutingPolicy
 from rwsplit.topology import ServerState, Snapshot, _Timeline
 
 # ------------------------------------------------------------------ GTID
