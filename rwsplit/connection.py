@@ -136,7 +136,7 @@ class RoutingConnection:
         if decision.writes:
             state.ran_on_primary(decision.effect)
             if decision.effect == "session":
-                state.connection_state = True
+                state.mark_connection_state()
         elif decision.wait_for is not None:
             decision = self.engine.await_position(
                 state,

@@ -214,11 +214,11 @@ class RoutingEngine:
             replica_failed(self, state, target, exc, forget)
             reached = False
         if not reached:
-            state.replica = None
+            state.drop_replica()
             return Decision(PRIMARY, "causal: replica did not reach the position in time", fallback=True)
         state.confirm(target, position)
         state.advance(position)
-        state.replica = target
+        state.use_replica(target)
         return decision
 
     def connect(

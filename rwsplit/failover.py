@@ -188,7 +188,7 @@ def replica_failed(
         engine._report_replica_failure(target, exc)
         state.failed.add(target)
         if state.replica == target:
-            state.replica = None
+            state.drop_replica()
     forget(target)
     return not forget_only
 

@@ -170,6 +170,19 @@ class ConsistencyState:
         """A lock, session setting or savepoint on the primary: the transaction stays there, no pin."""
         self.tx_on_primary = True
 
+    def mark_connection_state(self) -> None:
+        """A SET, temporary table or lock now lives on this connection's primary: reads follow it."""
+        self.connection_state = True
+
+    def use_replica(self, name: str) -> None:
+        """Later reads stick to replica ``name``; it counts for monotonic reads (``read_from``)."""
+        self.replica = name
+        self.read_from.add(name)
+
+    def drop_replica(self) -> None:
+        """Stop sticking to the current replica (it failed or fell behind); ``read_from`` keeps it."""
+        self.replica = None
+
     def transaction_ended(self) -> None:
         if self.tx_wrote and self.pin_window:
             # Replicas can only start applying a write once it commits: the window counts from here.
