@@ -40,7 +40,8 @@ from .failover import (
     replica_failed,
     retrying_connect,
 )
-from .gtid import Position, parse_mariadb, parse_mysql
+from .flavor import MARIADB, MYSQL, Flavor
+from .gtid import Position
 from .policy import READ_YOUR_WRITES, ConsistencyState, RoutingPolicy, check_choice, check_seconds
 from .router import Decision, Router
 from .topology import LAG_SOURCES, Monitor
@@ -164,26 +165,25 @@ class RoutingEngine:
 
     # ------------------------------------------------------------------ causal reads
     @property
-    def flavor(self) -> str:
-        """``"mariadb"`` or ``"mysql"``, as the monitor found the primary (MariaDB until it knows)."""
-        return self.monitor.flavor(PRIMARY) or "mariadb"
+    def _flavor(self) -> Flavor:
+        """MariaDB or MySQL, as the monitor found the primary (MariaDB until it knows)."""
+        return MYSQL if self.monitor.flavor(PRIMARY) == "mysql" else MARIADB
 
     def parse_position(self, text: str | None) -> Position:
-        return parse_mysql(text) if self.flavor == "mysql" else parse_mariadb(text)
+        """A commit position read on the primary (see :func:`rwsplit.causal.install_commit_capture`)."""
+        return self._flavor.parse_position(text)
 
     def decode_token(self, token: str) -> Position:
         """The position in a consistency token of this cluster; ``ValueError`` for a bad one."""
-        return decode_token(token, self.cluster_id, flavor=self.flavor)
+        return decode_token(token, self.cluster_id, flavor=self._flavor)
 
     def encode_token(self, position: Position) -> str:
         return encode_token(position, self.cluster_id)
 
     def causal_wait(self, connection: Connection, position: Position) -> bool:
         """Wait (at most ``causal_timeout``) on a replica connection until it applied ``position``."""
-        fn = "WAIT_FOR_EXECUTED_GTID_SET" if self.flavor == "mysql" else "MASTER_GTID_WAIT"
-        result = connection.exec_driver_sql(
-            f"SELECT {fn}(%s, %s)", (str(position), self.policy.causal_timeout)
-        ).scalar()
+        sql = self._flavor.wait_sql()
+        result = connection.exec_driver_sql(sql, (str(position), self.policy.causal_timeout)).scalar()
         return result == 0
 
     def _report_replica_failure(self, name: str, exc: BaseException) -> None:
@@ -341,10 +341,6 @@ class RoutingEngine:
     __str__ = __repr__
 
 
-def _flavor_of(dbapi_connection: Any) -> str:
-    return "mariadb" if "mariadb" in dbapi_connection.get_server_info().lower() else "mysql"
-
-
 def create_engine(
     url: str | URL,
     *,
@@ -420,7 +416,7 @@ def create_engine(
     kwargs = {"pool_pre_ping": True, **engine_kwargs, "connect_args": connect_args}
     primary = sa.create_engine(primary_url, **kwargs)
     retrying_connect(primary, policy.retry, mask_url(primary_url))
-    install_commit_capture(primary, _flavor_of)
+    install_commit_capture(primary)
     # AUTOCOMMIT: each read sees the latest state; no ROLLBACK round trip (or error) at check-in.
     replica_kwargs = {**kwargs, "isolation_level": "AUTOCOMMIT", "skip_autocommit_rollback": True}
     replica_engines = {
