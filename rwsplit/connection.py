@@ -138,14 +138,14 @@ class RoutingConnection:
             if decision.effect == "session":
                 state.mark_connection_state()
         elif decision.wait_for is not None:
-            decision = self.engine.await_position(
+            decision = self.engine._await_position(
                 state,
                 decision,
                 lambda: self._replica_connection(decision.target),
                 lambda _: self._drop_replica(),
             )
         self.last_target = decision.target
-        bind = self.engine.bind_for(decision, state)
+        bind = self.engine._bind_for(decision, state)
         if bind is self.engine.primary:
             return run(self._primary_connection())
         if decision.on_primary:
@@ -178,7 +178,7 @@ class RoutingConnection:
             if self._replica[0] == name:
                 return self._replica[1]
             self._drop_replica()
-        conn = self.engine.engine_for(name).connect()
+        conn = self.engine.engines[name].connect()
         self._replica = (name, conn)
         return conn
 
@@ -227,16 +227,16 @@ class RoutingConnection:
             finally:
                 captured = take_captured() if causal else None  # never left armed for another commit
             if causal:
-                state.committed(self.engine.parse_position(captured) if captured else None)
+                state.committed(self.engine._parse_position(captured) if captured else None)
         self._end_transaction()
 
     def consistency_token(self) -> str:
         """A token of everything this connection wrote or read (``read_your_writes="causal"``)."""
-        return self.engine.encode_token(self.state.position)
+        return self.engine._encode_token(self.state.position)
 
     def advance(self, token: str) -> None:
         """Make later reads see at least the position in ``token``."""
-        self.state.advance(self.engine.decode_token(token))
+        self.state.advance(self.engine._decode_token(token))
 
     def rollback(self) -> None:
         if self._primary is not None and self._primary.in_transaction():

@@ -113,15 +113,11 @@ class RoutingEngine:
     def replica_names(self) -> tuple[str, ...]:
         return tuple(self._replicas)
 
-    def engine_for(self, target: str) -> Engine:
-        """The SQLAlchemy Engine of ``"primary"`` or a replica name."""
-        return self._engines[target]
-
     def _all_engines(self) -> tuple[Engine, ...]:
         """Every SQLAlchemy Engine this routing engine owns (pools to dispose)."""
         return (*self._engines.values(), self._primary_reads)
 
-    def bind_for(self, decision: Decision, state: ConsistencyState) -> Engine:
+    def _bind_for(self, decision: Decision, state: ConsistencyState) -> Engine:
         """The Engine a decision runs on: a replica, the primary's transaction, or the primary in autocommit.
 
         A replica read that falls back to the primary outside a transaction bound there runs in
@@ -140,11 +136,11 @@ class RoutingEngine:
         """``"primary"`` and each replica name → its SQLAlchemy Engine."""
         return self._engines
 
-    def in_flight(self, name: str) -> int:
+    def _in_flight(self, name: str) -> int:
         """Connections of that server checked out right now (statements or transactions using it)."""
         return checked_out(self._engines, name)
 
-    def new_state(
+    def _new_state(
         self,
         *,
         max_lag: float | None = None,
@@ -160,7 +156,7 @@ class RoutingEngine:
         state = ConsistencyState(mode, lag, policy.pin_window)
         state.bind_cluster(self.cluster_id)
         if after is not None:
-            state.start_after(self.decode_token(after))
+            state.start_after(self._decode_token(after))
         return state
 
     # ------------------------------------------------------------------ causal reads
@@ -169,18 +165,18 @@ class RoutingEngine:
         """MariaDB or MySQL, as the monitor found the primary (MariaDB until it knows)."""
         return MYSQL if self.monitor.flavor(PRIMARY) == "mysql" else MARIADB
 
-    def parse_position(self, text: str | None) -> Position:
+    def _parse_position(self, text: str | None) -> Position:
         """A commit position read on the primary (see :func:`rwsplit.causal.install_commit_capture`)."""
         return self._flavor.parse_position(text)
 
-    def decode_token(self, token: str) -> Position:
+    def _decode_token(self, token: str) -> Position:
         """The position in a consistency token of this cluster; ``ValueError`` for a bad one."""
         return decode_token(token, self.cluster_id, flavor=self._flavor)
 
-    def encode_token(self, position: Position) -> str:
+    def _encode_token(self, position: Position) -> str:
         return encode_token(position, self.cluster_id)
 
-    def causal_wait(self, connection: Connection, position: Position) -> bool:
+    def _causal_wait(self, connection: Connection, position: Position) -> bool:
         """Wait (at most ``causal_timeout``) on a replica connection until it applied ``position``."""
         sql = self._flavor.wait_sql()
         result = connection.exec_driver_sql(sql, (str(position), self.policy.causal_timeout)).scalar()
@@ -194,7 +190,7 @@ class RoutingEngine:
         else:
             self.monitor.mark_down(name, f"read failed: {type(orig).__name__}")
 
-    def await_position(
+    def _await_position(
         self,
         state: ConsistencyState,
         decision: Decision,
@@ -205,7 +201,7 @@ class RoutingEngine:
         target, position = decision.target, decision.wait_for
         assert position is not None
         try:
-            reached = self.causal_wait(connect(), position)
+            reached = self._causal_wait(connect(), position)
         except DBAPIError as exc:
             if not is_connection_error(exc):
                 raise
@@ -226,7 +222,7 @@ class RoutingEngine:
     ) -> RoutingConnection:
         """A Core connection that routes each statement (see :class:`RoutingConnection`)."""
         return RoutingConnection(
-            self, self.new_state(max_lag=max_lag, read_your_writes=read_your_writes, after=after)
+            self, self._new_state(max_lag=max_lag, read_your_writes=read_your_writes, after=after)
         )
 
     @contextlib.contextmanager
@@ -260,11 +256,11 @@ class RoutingEngine:
         starts only once its replica applied ``after`` and the request scope's position (a
         bounded wait, as for any causal read), else it is taken on the primary.
         """
-        state = self.new_state(max_lag=max_lag, read_your_writes=read_your_writes, after=after)
+        state = self._new_state(max_lag=max_lag, read_your_writes=read_your_writes, after=after)
         decision = self.router.read_target(state)
         waited: list[Connection] = []
         if decision.wait_for is not None:
-            replica = self.engine_for(decision.target)
+            replica = self._engines[decision.target]
 
             def connect() -> Connection:
                 waited.append(replica.connect())
@@ -276,14 +272,14 @@ class RoutingEngine:
                         waited.pop().close()
 
             try:
-                decision = self.await_position(state, decision, connect, forget)
+                decision = self._await_position(state, decision, connect, forget)
             except BaseException:
                 forget(decision.target)
                 raise
             if decision.on_primary:
                 forget(decision.target)
         # The snapshot runs on the connection that waited: it has applied the position.
-        conn = waited[-1] if waited else self.engine_for(decision.target).connect()
+        conn = waited[-1] if waited else self._engines[decision.target].connect()
         try:
             if waited:
                 conn.rollback()  # ends the wait's autobegun (autocommit) transaction: isolation may change
@@ -313,7 +309,7 @@ class RoutingEngine:
                     lag_source=s.lag_source,
                     measured_at=s.measured_at,
                     gtid=s.gtid,
-                    in_flight=self.in_flight(s.name),
+                    in_flight=self._in_flight(s.name),
                     eligible=s.reachable if is_primary else s.name in eligible,
                     error=s.error,
                 )

@@ -61,7 +61,7 @@ class RoutingSession(Session):
                 f"routing_engine must be a rwsplit RoutingEngine, got {type(routing_engine).__name__}"
             )
         self.routing_engine = routing_engine
-        self.rwsplit_state = routing_engine.new_state(
+        self.rwsplit_state = routing_engine._new_state(
             max_lag=max_lag, read_your_writes=read_your_writes, after=after
         )
         self._rwsplit_target: str | None = None
@@ -99,7 +99,7 @@ class RoutingSession(Session):
             state.ran_on_primary(decision.effect)
         elif decision.wait_for is not None:
             replica = self._rwsplit_engines[decision.target]
-            decision = self.routing_engine.await_position(
+            decision = self.routing_engine._await_position(
                 state,
                 decision,
                 lambda: self.connection(bind_arguments={"bind": replica}),
@@ -108,7 +108,7 @@ class RoutingSession(Session):
         target = self._rwsplit_target = decision.target
         if target != PRIMARY:
             return self._rwsplit_engines[target]
-        return self.routing_engine.bind_for(decision, state)
+        return self.routing_engine._bind_for(decision, state)
 
     def consistency_token(self) -> str:
         """An opaque token of the latest position this session wrote or observed (causal mode).
@@ -116,11 +116,11 @@ class RoutingSession(Session):
         Send it with the next request and pass it to ``Session(after=token)``,
         :meth:`advance` or :func:`rwsplit.consistency`.
         """
-        return self.routing_engine.encode_token(self.rwsplit_state.position)
+        return self.routing_engine._encode_token(self.rwsplit_state.position)
 
     def advance(self, token: str) -> None:
         """Make this session's later reads see at least the position in ``token``."""
-        self.rwsplit_state.advance(self.routing_engine.decode_token(token))
+        self.rwsplit_state.advance(self.routing_engine._decode_token(token))
 
     def _load_hint(self, clause: Any) -> str | None:
         """A reason to read from the primary that the statement itself carries, else None."""
@@ -257,7 +257,8 @@ def _after_commit(session: Session) -> None:
     if _causal_commit(session):
         captured = take_captured()
         assert isinstance(session, RoutingSession)
-        session.rwsplit_state.committed(session.routing_engine.parse_position(captured) if captured else None)
+        position = session.routing_engine._parse_position(captured) if captured else None
+        session.rwsplit_state.committed(position)
 
 
 @event.listens_for(RoutingSession, "after_transaction_end")

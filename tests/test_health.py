@@ -321,7 +321,7 @@ def test_a_replica_refusing_new_connections_fails_over_and_stays_out_until_one_w
                 break
     try:
         assert "replica1" in _eligible_names(eng)  # the monitor's old connection still works
-        busy = eng.engine_for("replica2").connect()  # least outstanding now picks replica1
+        busy = eng.engines["replica2"].connect()  # least outstanding now picks replica1
         try:
             with rwsplit.sessionmaker(eng)(read_your_writes="off") as s:
                 assert s.execute(sa.text(f"SELECT COUNT(*) FROM {TABLE}")).scalar() == 1
