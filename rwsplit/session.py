@@ -66,7 +66,6 @@ class RoutingSession(Session):
         )
         self._rwsplit_target: str | None = None
         self._rwsplit_call: tuple[Any, str | None] = (None, None)
-        self._rwsplit_decide = routing_engine.router.decide
         self._rwsplit_engines = routing_engine.engines
         super().__init__(bind=routing_engine.primary if bind is None else bind, **kw)
 
@@ -83,6 +82,7 @@ class RoutingSession(Session):
         """Pick the engine for one statement; flushes, bulk operations and raw connections get the primary."""
         if bind is not None:
             return bind
+        engine = self.routing_engine
         state = self.rwsplit_state
         if clause is None or self._flushing:
             if self._flushing or mapper is not None:  # a flush or a bulk_* operation writes
@@ -90,16 +90,16 @@ class RoutingSession(Session):
             else:  # get_bind() without a statement: the transaction stays on the primary
                 state.bind_transaction()
             self._rwsplit_target = PRIMARY
-            return self.routing_engine.primary
+            return engine.primary
         options, hint = self._rwsplit_call
         if options is None:
             options = getattr(clause, "_execution_options", None)
-        decision = self._rwsplit_decide(clause, state, options, hint or self._load_hint(clause))
+        decision = engine.router.decide(clause, state, options, hint or self._load_hint(clause))
         if decision.writes:
             state.ran_on_primary(decision.effect)
         elif decision.wait_for is not None:
             replica = self._rwsplit_engines[decision.target]
-            decision = self.routing_engine._await_position(
+            decision = engine._await_position(
                 state,
                 decision,
                 lambda: self.connection(bind_arguments={"bind": replica}),
@@ -108,7 +108,7 @@ class RoutingSession(Session):
         target = self._rwsplit_target = decision.target
         if target != PRIMARY:
             return self._rwsplit_engines[target]
-        return self.routing_engine._bind_for(decision, state)
+        return engine._bind_for(decision, state)
 
     def consistency_token(self) -> str:
         """An opaque token of the latest position this session wrote or observed (causal mode).
