@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy.engine import URL, Connection, Engine
 
+from .compat import wrap_dialect
 from .topology import ServerSpec
 from .urls import mask_url
 
@@ -32,13 +33,14 @@ def no_transaction_control(engine: Engine) -> None:
     could fail or misreport the primary's commit. A connection switched out of autocommit
     (``read_snapshot``) keeps normal transaction control.
     """
-    dialect = engine.dialect
-    autocommit = dialect.detect_autocommit_setting
-    commit = dialect.do_commit
+    autocommit = engine.dialect.detect_autocommit_setting
 
-    def do_commit(dbapi_connection: Any) -> None:
-        if not autocommit(dbapi_connection):
-            commit(dbapi_connection)
+    def commit_op(commit: Callable[[Any], None]) -> Callable[[Any], None]:
+        def do_commit(dbapi_connection: Any) -> None:
+            if not autocommit(dbapi_connection):
+                commit(dbapi_connection)
+
+        return do_commit
 
     def savepoint_op(original: Callable[[Connection, str], None]) -> Callable[[Connection, str], None]:
         def op(connection: Connection, name: str) -> None:
@@ -48,9 +50,9 @@ def no_transaction_control(engine: Engine) -> None:
 
         return op
 
-    dialect.do_commit = do_commit  # type: ignore[method-assign]
+    wrap_dialect(engine, "do_commit", commit_op)
     for name in ("do_savepoint", "do_release_savepoint", "do_rollback_to_savepoint"):
-        setattr(dialect, name, savepoint_op(getattr(dialect, name)))
+        wrap_dialect(engine, name, savepoint_op)
 
 
 def fresh_connection_check(engine: Engine, connect_args: Mapping[str, Any]) -> Callable[[], None]:

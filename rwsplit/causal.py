@@ -20,12 +20,13 @@ import contextlib
 import hashlib
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from .compat import wrap_dialect
 from .flavor import MARIADB, Flavor, flavor_of
 from .gtid import Position
 
@@ -201,24 +202,25 @@ def install_commit_capture(engine: Engine) -> None:
     The server's flavour says which variable holds it. Only commits of causal sessions ask
     (:func:`request_capture`), so other sessions pay nothing.
     """
-    dialect = engine.dialect
-    original = dialect.do_commit
 
-    def do_commit(dbapi_connection: Any) -> None:
-        original(dbapi_connection)
-        if not _capture_requested.get():
-            return
-        _capture_requested.set(False)
-        sql = flavor_of(dbapi_connection.get_server_info()).commit_position_sql
-        cursor = dbapi_connection.cursor()
-        try:
-            cursor.execute(sql)
-            row = cursor.fetchone()
-        finally:
-            cursor.close()
-        _captured.set(row[0] if row and row[0] else None)
+    def capturing(original: Callable[[Any], None]) -> Callable[[Any], None]:
+        def do_commit(dbapi_connection: Any) -> None:
+            original(dbapi_connection)
+            if not _capture_requested.get():
+                return
+            _capture_requested.set(False)
+            sql = flavor_of(dbapi_connection.get_server_info()).commit_position_sql
+            cursor = dbapi_connection.cursor()
+            try:
+                cursor.execute(sql)
+                row = cursor.fetchone()
+            finally:
+                cursor.close()
+            _captured.set(row[0] if row and row[0] else None)
 
-    dialect.do_commit = do_commit  # type: ignore[method-assign]
+        return do_commit
+
+    wrap_dialect(engine, "do_commit", capturing)
 
 
 def request_capture() -> None:

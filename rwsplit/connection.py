@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from .causal import request_capture, take_captured
+from .compat import statement_options
 from .failover import recover_read
 from .policy import ConsistencyState
 
@@ -104,7 +105,7 @@ class RoutingConnection:
         return self.execute(statement, parameters, execution_options=execution_options).scalars()
 
     def _options(self, statement: Any, execution_options: Any) -> Mapping[str, Any] | None:
-        own = getattr(statement, "_execution_options", None)
+        own = statement_options(statement)
         if own and execution_options:
             return {**own, **execution_options}
         return execution_options or own or None

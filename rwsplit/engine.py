@@ -111,6 +111,7 @@ class RoutingEngine:
 
     @property
     def replica_names(self) -> tuple[str, ...]:
+        """The replicas' names (``replica1`` …), in configuration order."""
         return tuple(self._replicas)
 
     def _all_engines(self) -> tuple[Engine, ...]:

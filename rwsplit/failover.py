@@ -20,6 +20,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
 from .classify import PRIMARY
+from .compat import wrap_dialect
 from .errors import PrimaryUnavailable
 
 if TYPE_CHECKING:
@@ -138,18 +139,19 @@ def mark_connect_errors(engine: Engine, read_timeout: float) -> None:
     would make SQLAlchemy dispatch dialect events on every statement of that engine.
     ``read_timeout`` tells a slow statement from a dead server (:func:`_slow_statement`).
     """
-    dialect = engine.dialect
-    connect = dialect.connect
 
-    def marked_connect(*cargs: Any, **cparams: Any) -> Any:
-        try:
-            return connect(*cargs, **cparams)
-        except Exception as exc:
-            with contextlib.suppress(AttributeError, TypeError):
-                setattr(exc, _AT_CONNECT, True)
-            raise
+    def marking(connect: Callable[..., Any]) -> Callable[..., Any]:
+        def marked_connect(*cargs: Any, **cparams: Any) -> Any:
+            try:
+                return connect(*cargs, **cparams)
+            except Exception as exc:
+                with contextlib.suppress(AttributeError, TypeError):
+                    setattr(exc, _AT_CONNECT, True)
+                raise
 
-    dialect.connect = marked_connect  # type: ignore[method-assign]
+        return marked_connect
+
+    wrap_dialect(engine, "connect", marking)
     _READ_TIMEOUTS[engine] = read_timeout
 
 

@@ -18,6 +18,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, SessionTransaction
 from sqlalchemy.orm.interfaces import UserDefinedOption
 
+from . import compat
 from .causal import request_capture, take_captured
 from .classify import PRIMARY
 from .engine import RoutingEngine
@@ -84,8 +85,8 @@ class RoutingSession(Session):
             return bind
         engine = self.routing_engine
         state = self.rwsplit_state
-        if clause is None or self._flushing:
-            if self._flushing or mapper is not None:  # a flush or a bulk_* operation writes
+        if clause is None or compat.flushing(self):
+            if compat.flushing(self) or mapper is not None:  # a flush or a bulk_* operation writes
                 state.wrote()
             else:  # get_bind() without a statement: the transaction stays on the primary
                 state.bind_transaction()
@@ -93,7 +94,7 @@ class RoutingSession(Session):
             return engine.primary
         options, hint = self._rwsplit_call
         if options is None:
-            options = getattr(clause, "_execution_options", None)
+            options = compat.statement_options(clause)
         decision = engine.router.decide(clause, state, options, hint or self._load_hint(clause))
         if decision.writes:
             state.ran_on_primary(decision.effect)
@@ -124,16 +125,14 @@ class RoutingSession(Session):
 
     def _load_hint(self, clause: Any) -> str | None:
         """A reason to read from the primary that the statement itself carries, else None."""
-        for option in getattr(clause, "_with_options", ()):
+        for option in compat.user_options(clause):
             if isinstance(option, UsePrimary):
                 return "UsePrimary option"
         if self.rwsplit_state.session_wrote and self.rwsplit_state.mode != "causal":
-            # ORMExecuteState.is_column_load / is_relationship_load read these same attributes.
-            opts = getattr(clause, "_compile_options", None)
-            if getattr(opts, "_for_refresh_state", False):
+            load = compat.orm_load(clause)
+            if load == "refresh":
                 return "refresh after this session wrote"
-            path = getattr(opts, "_current_path", None)
-            if path is not None and not path.is_root:
+            if load == "relationship":
                 return "relationship load after this session wrote"
         return None
 
@@ -155,7 +154,7 @@ class RoutingSession(Session):
         saved = self._rwsplit_call
         call_options = kw.get("execution_options") or None
         if call_options is not None:
-            own = getattr(statement, "_execution_options", None)
+            own = compat.statement_options(statement)
             call_options = {**own, **call_options} if own else call_options
         self._rwsplit_call = (call_options, None)
         try:
@@ -228,13 +227,14 @@ def _forget_connection(session: Session, engine: Any) -> None:
     """
     trans: SessionTransaction | None = session.get_nested_transaction() or session.get_transaction()
     while trans is not None:
-        entry = trans._connections.pop(engine, None)
+        connections = compat.transaction_connections(trans)
+        entry = connections.pop(engine, None)
         if entry is not None:
-            trans._connections.pop(entry[0], None)
+            connections.pop(entry[0], None)
             with contextlib.suppress(Exception):
                 entry[0].invalidate()
                 entry[0].close()
-        trans = trans._parent
+        trans = trans.parent
 
 
 def _causal_commit(session: Session) -> bool:
