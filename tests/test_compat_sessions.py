@@ -16,14 +16,14 @@ from rwsplit.compat import SQLAlchemyChanged
 
 
 class Base(DeclarativeBase):
-    pass
+    """Models of a parent with children: enough for refresh and relationship loads."""
 
 
 class Parent(Base):
     __tablename__ = "parents"
+    children: Mapped[list[Child]] = relationship(back_populates="parent")
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(sa.String(20))
-    children: Mapped[list[Child]] = relationship(back_populates="parent")
 
 
 class Child(Base):
