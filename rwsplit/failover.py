@@ -188,9 +188,7 @@ def replica_failed(
     forget_only = _slow_statement(engine.monitor, engine.engines[target], target, exc)
     if not forget_only:
         engine._report_replica_failure(target, exc)
-        state.failed.add(target)
-        if state.replica == target:
-            state.drop_replica()
+        state.replica_failed(target)
     forget(target)
     return not forget_only
 

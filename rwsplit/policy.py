@@ -7,9 +7,10 @@ middle step and the immutable settings objects; :mod:`rwsplit.router` ties the s
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
@@ -182,6 +183,21 @@ class ConsistencyState:
     def drop_replica(self) -> None:
         """Stop sticking to the current replica (it failed or fell behind); ``read_from`` keeps it."""
         self.replica = None
+
+    def replica_failed(self, name: str) -> None:
+        """A read on ``name`` failed: not retried there in this transaction, nor kept as the replica."""
+        self.failed.add(name)
+        if self.replica == name:
+            self.drop_replica()
+
+    @contextlib.contextmanager
+    def primary_only(self) -> Iterator[None]:
+        """Within the block every read goes to the primary (``use_primary()``; blocks nest)."""
+        self.forced += 1
+        try:
+            yield
+        finally:
+            self.forced -= 1
 
     def transaction_ended(self) -> None:
         if self.tx_wrote and self.pin_window:

@@ -199,11 +199,8 @@ class RoutingSession(Session):
     @contextlib.contextmanager
     def use_primary(self) -> Iterator[RoutingSession]:
         """Within the block every statement of this session goes to the primary."""
-        self.rwsplit_state.forced += 1
-        try:
+        with self.rwsplit_state.primary_only():
             yield self
-        finally:
-            self.rwsplit_state.forced -= 1
 
     @property
     def last_target(self) -> str | None:
