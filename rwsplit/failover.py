@@ -193,6 +193,21 @@ def replica_failed(
     return not forget_only
 
 
+def _replica_out(
+    engine: RoutingEngine,
+    state: ConsistencyState,
+    exc: BaseException,
+    last_target: Callable[[], str | None],
+    forget: Callable[[str], None],
+) -> bool:
+    """The last attempt failed on a replica's connection and that replica is now out: the read may
+    go elsewhere. False for errors of the statement, of the primary, or of a slow statement."""
+    target = last_target()
+    if target is None or target == PRIMARY or not is_connection_error(exc):
+        return False
+    return replica_failed(engine, state, target, exc, forget)
+
+
 def recover_read(
     engine: RoutingEngine,
     state: ConsistencyState,
@@ -210,10 +225,7 @@ def recover_read(
     """
     from .router import RETRIED_ON_PRIMARY  # router imports policy, which imports Retry from here
 
-    target = last_target()
-    if target is None or target == PRIMARY or not is_connection_error(error):
-        raise error
-    if not replica_failed(engine, state, target, error, forget):
+    if not _replica_out(engine, state, error, last_target, forget):
         raise error
     retry = engine.policy.retry
     if retry.replica_attempts:
@@ -223,10 +235,7 @@ def recover_read(
                     try:
                         return attempt(None)
                     except DBAPIError as exc:
-                        target = last_target()
-                        if target is None or target == PRIMARY or not is_connection_error(exc):
-                            raise
-                        if not replica_failed(engine, state, target, exc, forget):
+                        if not _replica_out(engine, state, exc, last_target, forget):
                             raise
                         raise _ReplicaReadFailed from exc
     return attempt(RETRIED_ON_PRIMARY)
