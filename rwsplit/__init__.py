@@ -12,6 +12,7 @@ from .balancer import LeastOutstanding, Random, RoundRobin, Weighted
 from .causal import consistency, merge_tokens
 from .classify import Route, classify
 from .connection import RoutingConnection, RoutingTransaction
+from .consistency_state import pin_primary_until, pinned_until
 from .engine import RoutingEngine, ServerReport, create_engine
 from .errors import (
     NoReplicaAvailable,
@@ -21,7 +22,6 @@ from .errors import (
     ServerBinariesNotFound,
 )
 from .failover import Retry
-from .policy import pin_primary_until, pinned_until
 from .session import RoutingSession, UsePrimary, sessionmaker
 from .urls import parse_url_list
 

@@ -26,6 +26,11 @@ __all__ = [
 
 
 class Balancer(Protocol):
+    """Picks one of ``candidates`` (eligible replica names, never empty); ``in_flight``: requests per name.
+
+    Any callable of this shape works, e.g. ``create_engine(..., balancer=my_function)``.
+    """
+
     def __call__(self, candidates: Sequence[str], in_flight: Mapping[str, int]) -> str: ...
 
 
@@ -112,7 +117,7 @@ BALANCERS: dict[str, Callable[[], Balancer]] = {
 }
 
 
-def resolve_balancer(spec: object, weights: Mapping[str, float] | None = None) -> Balancer:
+def resolve_balancer(spec: str | Balancer, weights: Mapping[str, float] | None = None) -> Balancer:
     """A balancer from its name (see :data:`BALANCERS`, or ``weighted``) or a callable."""
     if isinstance(spec, str):
         if spec == "weighted":
@@ -124,5 +129,5 @@ def resolve_balancer(spec: object, weights: Mapping[str, float] | None = None) -
             raise ValueError(f"unknown balancer {spec!r}; accepted: {accepted}, or a callable")
         return BALANCERS[spec]()
     if callable(spec):
-        return spec  # type: ignore[return-value]
+        return spec
     raise TypeError(f"balancer must be a name or a callable, got {type(spec).__name__}")

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy.engine import URL, Connection, Engine
 
 from .compat import wrap_dialect
-from .topology import ServerSpec
+from .state import ServerSpec
 from .urls import mask_url
 
 

@@ -1,4 +1,4 @@
-"""The ``rwsplit`` command line: the local replication sandbox (and, later, status and bench)."""
+"""The ``rwsplit`` command line: the local replication sandbox, live ``status`` and ``bench``."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ from typing import Any, TypeVar
 import click
 import pymysql
 
+from . import bench as b
 from ._version import __version__
-from .errors import RwsplitError
+from .errors import RwsplitError, describe_error
 from .sandbox import Sandbox
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -37,6 +38,16 @@ def _format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
     return "\n".join(lines)
+
+
+def _echo_rows(
+    rows: Sequence[Any], as_json: bool, headers: Sequence[str], cells: Callable[[Any], Sequence[Any]]
+) -> None:
+    """Status rows (dataclasses) as a JSON list, or as a table of ``cells(row)`` under ``headers``."""
+    if as_json:
+        click.echo(json.dumps([dataclasses.asdict(r) for r in rows], indent=2))
+        return
+    click.echo(_format_table(headers, [cells(r) for r in rows]))
 
 
 def _short(text: str | None, width: int = 60) -> str | None:
@@ -111,29 +122,21 @@ def up(replicas: int, directory: Path, base_port: int | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def status(directory: Path, as_json: bool) -> None:
     """One row per server: role, URL, reachable, replication threads, lag, GTID position."""
-    rows = _attach(directory).status()
-    if as_json:
-        click.echo(json.dumps([dataclasses.asdict(r) for r in rows], indent=2))
-        return
-    headers = ["server", "role", "url", "reachable", "io", "sql", "behind_s", "gtid", "error"]
-    click.echo(
-        _format_table(
-            headers,
-            [
-                [
-                    r.name,
-                    r.role,
-                    r.url,
-                    "yes" if r.reachable else ("no" if r.running else "stopped"),
-                    r.io_running,
-                    r.sql_running,
-                    r.seconds_behind,
-                    r.gtid_position,
-                    _short(r.last_error),
-                ]
-                for r in rows
-            ],
-        )
+    _echo_rows(
+        _attach(directory).status(),
+        as_json,
+        ["server", "role", "url", "reachable", "io", "sql", "behind_s", "gtid", "error"],
+        lambda r: [
+            r.name,
+            r.role,
+            r.url,
+            "yes" if r.reachable else ("no" if r.running else "stopped"),
+            r.io_running,
+            r.sql_running,
+            r.seconds_behind,
+            r.gtid_position,
+            _short(r.last_error),
+        ],
     )
 
 
@@ -246,41 +249,34 @@ def status_command(
         rows = engine.status()
     finally:
         engine.dispose()
-    if as_json:
-        click.echo(json.dumps([dataclasses.asdict(r) for r in rows], indent=2))
-        return
-    headers = [
-        "server",
-        "role",
-        "url",
-        "reachable",
-        "lag_ms",
-        "measured",
-        "gtid",
-        "in_flight",
-        "eligible",
-        "error",
-    ]
     now = time.time()
-    click.echo(
-        _format_table(
-            headers,
-            [
-                [
-                    r.name,
-                    r.role,
-                    r.url,
-                    "yes" if r.reachable else "no",
-                    None if r.lag is None else f"{r.lag * 1000:.0f}",
-                    None if r.measured_at is None else f"{now - r.measured_at:.1f}s ago",
-                    r.gtid,
-                    r.in_flight,
-                    "yes" if r.eligible else "no",
-                    _short(r.error),
-                ]
-                for r in rows
-            ],
-        )
+    _echo_rows(
+        rows,
+        as_json,
+        [
+            "server",
+            "role",
+            "url",
+            "reachable",
+            "lag_ms",
+            "measured",
+            "gtid",
+            "in_flight",
+            "eligible",
+            "error",
+        ],
+        lambda r: [
+            r.name,
+            r.role,
+            r.url,
+            "yes" if r.reachable else "no",
+            None if r.lag is None else f"{r.lag * 1000:.0f}",
+            None if r.measured_at is None else f"{now - r.measured_at:.1f}s ago",
+            r.gtid,
+            r.in_flight,
+            "yes" if r.eligible else "no",
+            _short(r.error),
+        ],
     )
 
 
@@ -300,7 +296,7 @@ def status_command(
 @click.option("--max-lag", type=float, default=1.0, show_default=True, help="Lag bound in seconds.")
 @click.option(
     "--strategies",
-    default=",".join(("primary", "naive", "session", "causal")),
+    default=",".join(b.STRATEGIES),
     show_default=True,
     help="Comma-separated strategies to run, in this order.",
 )
@@ -335,8 +331,6 @@ def bench(
     plot_path: Path | None,
 ) -> None:
     """Compare primary-only, naive and rwsplit routing under replica lag; exit 1 on rwsplit RYW violations."""
-    from . import bench as b
-
     config = b.BenchConfig(
         primary=primary_url,
         replicas=replica_urls,
@@ -404,9 +398,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     except RwsplitError as exc:
         _fail(str(exc), 1)
     except pymysql.MySQLError as exc:
-        _fail(f"database error: {exc}", 1)
+        _fail(f"database error: {describe_error(exc)}", 1)
     except OSError as exc:
-        _fail(f"{type(exc).__name__}: {exc}", 1)
+        _fail(describe_error(exc), 1)
 
 
 if __name__ == "__main__":

@@ -16,8 +16,8 @@ from sqlalchemy.exc import DBAPIError
 
 from .causal import request_capture, take_captured
 from .compat import statement_options
+from .consistency_state import ConsistencyState
 from .failover import recover_read
-from .policy import ConsistencyState
 
 if TYPE_CHECKING:
     from .engine import RoutingEngine

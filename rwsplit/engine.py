@@ -14,13 +14,13 @@ import os
 import re
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
+from ._validate import check_choice, check_seconds
 from .balancer import Weighted, resolve_balancer
 from .build import (
     bounded_connect_args,
@@ -32,6 +32,7 @@ from .build import (
 from .causal import decode_token, encode_token, install_commit_capture
 from .classify import PRIMARY
 from .connection import RoutingConnection
+from .consistency_state import ConsistencyState
 from .failover import (
     Retry,
     at_connect,
@@ -42,9 +43,10 @@ from .failover import (
 )
 from .flavor import MARIADB, MYSQL, Flavor
 from .gtid import Position
-from .policy import READ_YOUR_WRITES, ConsistencyState, RoutingPolicy, check_choice, check_seconds
+from .monitor import LAG_SOURCES, Monitor
+from .policy import READ_YOUR_WRITES, RoutingPolicy
 from .router import Decision, Router
-from .topology import LAG_SOURCES, Monitor
+from .state import ServerReport
 from .urls import cluster_key, coerce_servers, mask_key, mask_url
 
 __all__ = ["create_engine", "RoutingEngine", "ServerReport"]
@@ -64,24 +66,6 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-@dataclass(frozen=True)
-class ServerReport:
-    """One row of :meth:`RoutingEngine.status`."""
-
-    name: str
-    role: str
-    url: str
-    reachable: bool
-    replicating: bool | None
-    lag: float | None
-    lag_source: str | None
-    measured_at: float | None
-    gtid: str | None
-    in_flight: int
-    eligible: bool
-    error: str | None
 
 
 class RoutingEngine:
@@ -294,28 +278,7 @@ class RoutingEngine:
 
     def status(self) -> list[ServerReport]:
         """The monitor's latest view of every server, with in-flight counts and eligibility."""
-        snap = self.monitor.snapshot()
-        eligible = {r.name for r in snap.eligible(self.policy.max_lag)}
-        rows = []
-        for s in (snap.primary, *snap.replicas):
-            is_primary = s.role == "primary"
-            rows.append(
-                ServerReport(
-                    name=s.name,
-                    role=s.role,
-                    url=s.url,
-                    reachable=s.reachable,
-                    replicating=None if is_primary else s.replicating,
-                    lag=s.lag,
-                    lag_source=s.lag_source,
-                    measured_at=s.measured_at,
-                    gtid=s.gtid,
-                    in_flight=self._in_flight(s.name),
-                    eligible=s.reachable if is_primary else s.name in eligible,
-                    error=s.error,
-                )
-            )
-        return rows
+        return self.monitor.snapshot().report(self.policy.max_lag, self._in_flight)
 
     def dispose(self, close: bool = True) -> None:
         """Stop the monitor and close every pooled connection (``close=False``: forget them

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pymysql
+
 
 class RwsplitError(Exception):
     """Base class of every error rwsplit raises on purpose."""
@@ -21,3 +25,14 @@ class PrimaryUnavailable(RwsplitError):
 
 class NoReplicaAvailable(RwsplitError):
     """No replica may serve a read and the engine was told not to fall back (``fallback="error"``)."""
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line (at most 300 characters) for an error message: ``(code) message`` for a server error."""
+    orig = getattr(exc, "orig", None) or exc  # a SQLAlchemy DBAPIError wraps the driver's error
+    args: tuple[Any, ...] = getattr(orig, "args", ())
+    if isinstance(orig, pymysql.MySQLError) and len(args) >= 2:
+        text = f"({args[0]}) {args[1]}"
+    else:
+        text = f"{type(orig).__name__}: {orig}"
+    return text.splitlines()[0][:300]

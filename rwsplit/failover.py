@@ -19,14 +19,15 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
+from ._validate import check_count, check_seconds
 from .classify import PRIMARY
 from .compat import wrap_dialect
 from .errors import PrimaryUnavailable
 
 if TYPE_CHECKING:
+    from .consistency_state import ConsistencyState
     from .engine import RoutingEngine
-    from .policy import ConsistencyState
-    from .topology import Monitor
+    from .monitor import Monitor
 
 __all__ = ["Retry", "is_connection_error"]
 
@@ -55,8 +56,6 @@ class Retry:
     primary_timeout: float = 3.0
 
     def __post_init__(self) -> None:
-        from .policy import check_count, check_seconds  # policy imports Retry: import at use
-
         check_count("Retry.replica_attempts", self.replica_attempts, 0, 100)
         check_seconds("Retry.replica_timeout", self.replica_timeout, allow_zero=False)
         check_count("Retry.primary_attempts", self.primary_attempts, 1, 100)

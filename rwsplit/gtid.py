@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
-__all__ = ["Position", "parse_mariadb", "parse_mysql", "position_variable"]
+__all__ = ["Position", "parse_mariadb", "parse_mysql"]
 
 _MARIADB_GTID = re.compile(r"^\s*(\d{1,10})-(\d{1,10})-(\d{1,20})\s*$")
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -81,13 +81,6 @@ class Position:
         if self.flavor == "mysql":
             return ",".join(f"{d}:1-{n}" for d, n in sorted(self.seqs.items()))
         return ",".join(f"{d}-{self.servers.get(d, 0)}-{n}" for d, n in sorted(self.seqs.items()))
-
-
-def position_variable(mariadb: bool, role: str) -> str:
-    """The global variable holding a server's position: what the primary wrote, what a replica applied."""
-    if not mariadb:
-        return "gtid_executed"
-    return "gtid_binlog_pos" if role == "primary" else "gtid_slave_pos"
 
 
 def parse_mariadb(text: str | None) -> Position:

@@ -10,12 +10,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ._validate import check_seconds
 from .balancer import Balancer
 from .classify import PRIMARY, Server, _server_floor, classify
+from .consistency_state import ConsistencyState
 from .errors import NoReplicaAvailable
 from .gtid import Position
-from .policy import ConsistencyState, RoutingPolicy, check_seconds
-from .topology import Monitor, ServerState, Snapshot
+from .monitor import Monitor
+from .policy import RoutingPolicy
+from .state import ServerState, Snapshot
 
 __all__ = ["Decision", "Router", "PRIMARY", "RETRIED_ON_PRIMARY"]
 
@@ -142,13 +145,13 @@ class Router:
         own = state.replica
         if covered:
             choice = own if own in covered else self._balance(covered)
-            state.replica = choice
+            state.use_replica(choice)
             # Whatever this read sees is at least what the monitor last saw there: monotonic reads.
             # Only what the primary has counts: a replica's extra domain would stall every other one.
-            observed = _observed(snapshot, choice)  # type: ignore[arg-type]
+            observed = _observed(snapshot, choice)
             if observed:
                 state.advance(observed)
-            return self._replica_decision(choice, reason)  # type: ignore[arg-type]
+            return self._replica_decision(choice, reason)
         best = min(candidates, key=lambda r: _likely_first(r, required)).name
         return Decision(best, "causal: wait for the session's position", wait_for=required)
 
@@ -165,8 +168,6 @@ class Router:
         replicas = [r for r in snapshot.eligible(max_lag) if r.name not in state.failed]
         if not replicas:
             return self._fallback(max_lag)
-        if own is not None:
-            state.read_from.add(own)
         if state.read_from:
             floor = _read_floor(snapshot, state.read_from)
             if floor:
@@ -174,8 +175,7 @@ class Router:
                 if not replicas:
                     return Decision(PRIMARY, _BEHIND_READ, fallback=True)
         choice = self._balance([r.name for r in replicas])
-        state.replica = choice
-        state.read_from.add(choice)
+        state.use_replica(choice)
         return self._replica_decision(choice, reason)
 
     def _fallback(self, max_lag: float) -> Decision:

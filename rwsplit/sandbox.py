@@ -18,67 +18,25 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pymysql
 
-from .errors import SandboxError, ServerBinariesNotFound
-from .gtid import position_variable
+from . import mysqld, replication
+from .errors import SandboxError, describe_error
+from .flavor import Flavor, flavor_of, replica_status
+from .mysqld import find_server_binaries
 
 __all__ = ["Sandbox", "ServerStatus", "find_server_binaries", "STATE_FILE"]
 
 STATE_FILE = "rwsplit-sandbox.json"
 _STATE_VERSION = 1
-_SEARCH_DIRS = ("/usr/sbin", "/usr/local/sbin", "/usr/local/mysql/bin", "/usr/libexec", "/opt/mysql/bin")
-_INSTALL_HINT = "install them, e.g. on Debian/Ubuntu: apt-get install mariadb-server"
 _APP_USER = "app"
 _REPL_USER = "rwsplit_repl"
 _MONITOR_USER = "rwsplit_monitor"
-
-
-@dataclass(frozen=True)
-class _Binaries:
-    server: str
-    install_db: str | None
-    flavor: str  # "mariadb" or "mysql"
-    version: str
-
-
-def _search_path() -> str:
-    """``$RWSPLIT_SERVER_PATH`` if set, else ``$PATH`` plus the usual server locations."""
-    override = os.environ.get("RWSPLIT_SERVER_PATH")
-    if override is not None:
-        return override
-    return os.pathsep.join([os.environ.get("PATH", ""), *_SEARCH_DIRS])
-
-
-def _which(name: str) -> str | None:
-    return shutil.which(name, path=_search_path())
-
-
-def find_server_binaries() -> _Binaries:
-    """Locate the server binaries (``mariadbd`` + ``mariadb-install-db``, else MySQL's ``mysqld``)."""
-    server = _which("mariadbd") or _which("mysqld")
-    if server is None:
-        raise ServerBinariesNotFound(
-            "MariaDB/MySQL server binaries not found (looked for mariadbd or mysqld in "
-            f"{_search_path() or '(empty path)'}); {_INSTALL_HINT}"
-        )
-    try:
-        out = subprocess.run(
-            [server, "--version"], capture_output=True, text=True, timeout=30, check=False
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise ServerBinariesNotFound(f"cannot run {server} --version: {exc}; {_INSTALL_HINT}") from exc
-    if "mariadb" in out.lower():
-        install_db = _which("mariadb-install-db") or _which("mysql_install_db")
-        if install_db is None:
-            raise ServerBinariesNotFound(f"found {server} but not mariadb-install-db; {_INSTALL_HINT}")
-        return _Binaries(server, install_db, "mariadb", out)
-    return _Binaries(server, None, "mysql", out)
 
 
 @dataclass(frozen=True)
@@ -122,25 +80,6 @@ def _free_ports(count: int) -> list[int]:
     finally:
         for s in socks:
             s.close()
-
-
-def _pid_is_server(pid: int | None, datadir: str) -> bool:
-    """True if ``pid`` is a live (not zombie) server process using ``datadir``."""
-    if not pid:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            state = f.read().rsplit(b")", 1)[1].split()[0]
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            cmdline = f.read()
-    except (OSError, IndexError):
-        return False
-    return state not in (b"Z", b"X") and f"--datadir={datadir}".encode() in cmdline
-
-
-def _reap(pid: int) -> None:
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)
 
 
 class Sandbox:
@@ -226,7 +165,8 @@ class Sandbox:
     def _servers(self) -> list[dict[str, Any]]:
         if self._state is None:
             raise SandboxError("the sandbox is not up")
-        return self._state["servers"]
+        servers: list[dict[str, Any]] = self._state["servers"]
+        return servers
 
     def _server(self, which: str | int) -> dict[str, Any]:
         """A server by name (``primary``, ``replica1``…) or replica number (1-based)."""
@@ -333,7 +273,7 @@ class Sandbox:
         }
         self._write_state()
         deadline = time.monotonic() + timeout
-        self._initialise_datadirs(binaries)
+        mysqld.initialise_datadirs(binaries, self.dir, [s["datadir"] for s in self._servers])
         for s in self._servers:
             self._spawn(s)
         for s in self._servers:
@@ -354,7 +294,9 @@ class Sandbox:
         state = self._read_state()
         if state is not None:
             self._state = state
-            running = [s["name"] for s in state["servers"] if _pid_is_server(s.get("pid"), s["datadir"])]
+            running = [
+                s["name"] for s in state["servers"] if mysqld.pid_is_server(s.get("pid"), s["datadir"])
+            ]
             if running:
                 self._state = None
                 raise SandboxError(
@@ -383,82 +325,11 @@ class Sandbox:
             )
         return ports
 
-    def _initialise_datadirs(self, binaries: _Binaries) -> None:
-        """Initialise one data dir, then copy it: parallel bootstraps collide on temp names."""
-        template = self.dir / ".template"
-        log_path = self.dir / "init.log"
-        if binaries.flavor == "mariadb":
-            assert binaries.install_db is not None
-            cmd = [
-                binaries.install_db,
-                "--no-defaults",
-                f"--datadir={template}",
-                "--auth-root-authentication-method=normal",
-                "--skip-test-db",
-                "--innodb-log-file-size=16M",
-            ]
-        else:
-            cmd = [binaries.server, "--no-defaults", "--initialize-insecure", f"--datadir={template}"]
-        if os.geteuid() == 0:
-            cmd.append("--user=root")
-        with open(log_path, "wb") as log:
-            rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, timeout=300).returncode
-        if rc != 0:
-            text = log_path.read_text(errors="replace")
-            tail = " | ".join(line for line in text.splitlines()[:4] if line.strip())
-            raise SandboxError(f"initialising the data dir failed (exit {rc}): {tail}")
-        for s in self._servers:
-            shutil.copytree(template, s["datadir"], symlinks=True)
-        shutil.rmtree(template)
-        log_path.unlink()
-
-    def _server_args(self, s: dict[str, Any]) -> list[str]:
-        assert self._state is not None
-        d = s["datadir"]
-        args = [
-            self._state["server_binary"],
-            "--no-defaults",
-            f"--datadir={d}",
-            f"--port={s['port']}",
-            "--bind-address=127.0.0.1",
-            f"--socket={d}/mysqld.sock",
-            f"--pid-file={d}/mysqld.pid",
-            f"--log-error={d}/error.log",
-            f"--server-id={s['server_id']}",
-            "--log-bin=binlog",
-            "--binlog-format=ROW",
-            "--log-slave-updates=ON",
-            "--skip-name-resolve",
-            "--performance-schema=OFF",
-            "--innodb-buffer-pool-size=32M",
-            "--innodb-flush-log-at-trx-commit=2",
-            "--sync-binlog=0",
-            "--max-connections=500",
-            "--relay-log=relay",
-            "--relay-log-recovery=ON",
-            "--character-set-server=utf8mb4",
-            f"--tmpdir={d}.tmp",
-        ]
-        if self._state["flavor"] == "mariadb":
-            args += ["--innodb-log-file-size=16M", "--gtid-strict-mode=ON"]
-        else:
-            args += ["--gtid-mode=ON", "--enforce-gtid-consistency=ON", "--mysqlx=OFF"]
-        if s["role"] == "replica":
-            args.append("--read-only=ON")
-        if os.geteuid() == 0:
-            args.append("--user=root")
-        return args
-
     def _spawn(self, s: dict[str, Any]) -> None:
-        Path(f"{s['datadir']}.tmp").mkdir(exist_ok=True)
-        with open(Path(s["datadir"]) / "stdout.log", "ab") as out:
-            proc = subprocess.Popen(
-                self._server_args(s),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+        assert self._state is not None
+        proc = mysqld.spawn(
+            mysqld.server_args(self._state["server_binary"], self._state["flavor"], s), s["datadir"]
+        )
         self._procs[s["name"]] = proc
         s["pid"] = proc.pid
         self._write_state()
@@ -467,51 +338,19 @@ class Sandbox:
         proc = self._procs.get(s["name"])
         if proc is not None and proc.pid == s.get("pid"):
             return proc.poll() is None
-        return _pid_is_server(s.get("pid"), s["datadir"])
-
-    def _error_tail(self, s: dict[str, Any], lines: int = 5) -> str:
-        try:
-            text = Path(s["datadir"], "error.log").read_text(errors="replace").splitlines()
-        except OSError:
-            return "(no error log)"
-        return " | ".join(text[-lines:])
+        return mysqld.pid_is_server(s.get("pid"), s["datadir"])
 
     def _wait_accepting(self, s: dict[str, Any], deadline: float, *, password: str | None = None) -> None:
         assert self._state is not None
         pw = self._state["passwords"]["root"] if password is None else password
-        last: Exception | None = None
-        while time.monotonic() < deadline:
-            if not self._alive(s):
-                raise SandboxError(f"{s['name']} exited while starting: {self._error_tail(s)}")
-            try:
-                conn = pymysql.connect(
-                    unix_socket=f"{s['datadir']}/mysqld.sock",
-                    user="root",
-                    password=pw,
-                    connect_timeout=2,
-                )
-                conn.close()
-                return
-            except pymysql.err.OperationalError as exc:
-                last = exc
-                time.sleep(0.05)
-        raise SandboxError(f"{s['name']} did not accept connections in time ({last})")
-
-    def _socket_conn(self, s: dict[str, Any], password: str) -> pymysql.Connection:
-        return pymysql.connect(
-            unix_socket=f"{s['datadir']}/mysqld.sock",
-            user="root",
-            password=password,
-            autocommit=True,
-            connect_timeout=5,
-        )
+        mysqld.wait_accepting(s["name"], s["datadir"], pw, deadline, lambda: self._alive(s))
 
     def _setup_primary(self) -> None:
         assert self._state is not None
         pw = self._state["passwords"]
         mariadb = self._state["flavor"] == "mariadb"
         monitor_grant = "REPLICA MONITOR ON *.*" if mariadb else "REPLICATION CLIENT ON *.*"
-        with self._socket_conn(self._servers[0], "") as conn, conn.cursor() as cur:
+        with mysqld.socket_connection(self._servers[0]["datadir"], "") as conn, conn.cursor() as cur:
             cur.execute(f"CREATE DATABASE `{self.database}`")
             for user, grants in (
                 (_REPL_USER, ["REPLICATION SLAVE ON *.*"]),
@@ -534,35 +373,21 @@ class Sandbox:
         assert self._state is not None
         pw = self._state["passwords"]
         primary_port = self._servers[0]["port"]
-        conn = self._socket_conn(s, "")
+        conn = mysqld.socket_connection(s["datadir"], "")
         with conn.cursor() as cur:
-            if self._state["flavor"] == "mariadb":
-                cur.execute("SET GLOBAL gtid_slave_pos = ''")
-                cur.execute(
-                    "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=%s, MASTER_USER=%s, "
-                    "MASTER_PASSWORD=%s, MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, "
-                    "MASTER_HEARTBEAT_PERIOD=1",
-                    (primary_port, _REPL_USER, pw[_REPL_USER]),
-                )
-                cur.execute("START SLAVE")
-            else:
-                cur.execute(
-                    "CHANGE REPLICATION SOURCE TO SOURCE_HOST='127.0.0.1', SOURCE_PORT=%s, "
-                    "SOURCE_USER=%s, SOURCE_PASSWORD=%s, SOURCE_AUTO_POSITION=1, "
-                    "SOURCE_CONNECT_RETRY=1, GET_SOURCE_PUBLIC_KEY=1",
-                    (primary_port, _REPL_USER, pw[_REPL_USER]),
-                )
-                cur.execute("START REPLICA")
+            flavor = self._flavor()
+            replication.replicate_from(cur, flavor, "127.0.0.1", primary_port, _REPL_USER, pw[_REPL_USER])
+            replication.start_replication(cur, flavor)
         return conn
 
     # -------------------------------------------------------------- replication
-    def _is_mariadb(self) -> bool:
+    def _flavor(self) -> Flavor:
         assert self._state is not None
-        return self._state["flavor"] == "mariadb"
+        return flavor_of(self._state["flavor"])  # "mariadb" or "mysql"
 
     def _gtid(self, cur: Any, role: str) -> str:
         """The primary's binlog position or a replica's applied one (MariaDB); MySQL's executed set."""
-        cur.execute(f"SELECT @@GLOBAL.{position_variable(self._is_mariadb(), role)}")
+        cur.execute(f"SELECT @@GLOBAL.{self._flavor().position_variable(role)}")
         return str(cur.fetchone()[0])
 
     def primary_gtid(self) -> str:
@@ -586,12 +411,12 @@ class Sandbox:
                 with self.connect(s["name"], timeout=timeout_s) as conn, conn.cursor() as cur:
                     self._wait_position(cur, s, position, deadline)
             except pymysql.err.OperationalError as exc:
-                raise SandboxError(f"{s['name']}: cannot wait for replication: {exc}") from exc
+                problem = describe_error(exc)
+                raise SandboxError(f"{s['name']}: cannot wait for replication: {problem}") from exc
 
     def _wait_position(self, cur: Any, s: dict[str, Any], position: str, deadline: float) -> None:
-        fn = "MASTER_GTID_WAIT" if self._is_mariadb() else "WAIT_FOR_EXECUTED_GTID_SET"
         remaining = max(0.0, deadline - time.monotonic())
-        cur.execute(f"SELECT {fn}(%s, %s)", (position, remaining))
+        cur.execute(self._flavor().wait_sql(), (position, remaining))
         result = cur.fetchone()[0]
         if result != 0:
             raise SandboxError(
@@ -603,20 +428,11 @@ class Sandbox:
         """The replica's own account of why it is behind, for error messages."""
         try:
             with self.connect(name, timeout=2) as conn, conn.cursor() as cur:
-                st = self._replication_status(cur) or {}
+                st = replica_status(cur, self._flavor())
         except pymysql.MySQLError as exc:
-            return f"cannot ask it: {exc}"
-        io = st.get("Slave_IO_Running", st.get("Replica_IO_Running"))
-        sql = st.get("Slave_SQL_Running", st.get("Replica_SQL_Running"))
-        error = st.get("Last_IO_Error") or st.get("Last_SQL_Error") or "no replication error"
-        return f"IO thread {io}, SQL thread {sql}: {error}"
-
-    def _replication_status(self, cur: Any) -> dict[str, Any] | None:
-        cur.execute("SHOW SLAVE STATUS" if self._is_mariadb() else "SHOW REPLICA STATUS")
-        row = cur.fetchone()
-        if row is None:
-            return None
-        return dict(zip([d[0] for d in cur.description], row, strict=True))
+            return f"cannot ask it: {describe_error(exc)}"
+        error = Flavor.last_error(st) or "no replication error"
+        return f"IO thread {Flavor.io_running(st)}, SQL thread {Flavor.sql_running(st)}: {error}"
 
     def status(self) -> list[ServerStatus]:
         """One :class:`ServerStatus` per server, read live from the servers."""
@@ -631,13 +447,11 @@ class Sandbox:
                     with self.connect(s["name"], timeout=2) as conn, conn.cursor() as cur:
                         reachable = True
                         if s["role"] == "replica":
-                            st = self._replication_status(cur) or {}
-                            info["io_running"] = st.get("Slave_IO_Running", st.get("Replica_IO_Running"))
-                            info["sql_running"] = st.get("Slave_SQL_Running", st.get("Replica_SQL_Running"))
-                            info["seconds_behind"] = st.get(
-                                "Seconds_Behind_Master", st.get("Seconds_Behind_Source")
-                            )
-                            info["last_error"] = st.get("Last_SQL_Error") or st.get("Last_IO_Error") or None
+                            st = replica_status(cur, self._flavor())
+                            info["io_running"] = Flavor.io_running(st)
+                            info["sql_running"] = Flavor.sql_running(st)
+                            info["seconds_behind"] = Flavor.seconds_behind(st)
+                            info["last_error"] = Flavor.last_error(st)
                         info["gtid_position"] = self._gtid(cur, s["role"])
                 except pymysql.err.MySQLError:
                     reachable = False
@@ -662,29 +476,25 @@ class Sandbox:
             raise SandboxError(f"{s['name']} is not a replica")
         return s
 
-    def _replica_sql(self, which: str | int, *statements: str) -> None:
+    def _on_replica(self, which: str | int, action: Callable[[Any, Flavor], None]) -> None:
+        """Run one :mod:`rwsplit.replication` operation on a replica's admin connection."""
         s = self._replica(which)
         with self.connect(s["name"]) as conn, conn.cursor() as cur:
-            for stmt in statements:
-                if not self._is_mariadb():
-                    stmt = stmt.replace("SLAVE", "REPLICA").replace(
-                        "CHANGE MASTER TO MASTER_DELAY", "CHANGE REPLICATION SOURCE TO SOURCE_DELAY"
-                    )
-                cur.execute(stmt)
+            action(cur, self._flavor())
 
     def delay_replica(self, which: str | int, seconds: int) -> None:
         """Make a replica apply each event ``seconds`` after it was written (``MASTER_DELAY``)."""
         if isinstance(seconds, bool) or not isinstance(seconds, int) or not 0 <= seconds <= 86400:
             raise ValueError(f"delay must be a whole number of seconds from 0 to 86400, got {seconds!r}")
-        self._replica_sql(which, "STOP SLAVE", f"CHANGE MASTER TO MASTER_DELAY={seconds}", "START SLAVE")
+        self._on_replica(which, lambda cur, flavor: replication.set_delay(cur, flavor, seconds))
 
     def pause_replica(self, which: str | int) -> None:
         """Stop a replica's SQL (applier) thread: it keeps receiving but stops applying."""
-        self._replica_sql(which, "STOP SLAVE SQL_THREAD")
+        self._on_replica(which, replication.stop_sql_thread)
 
     def resume_replica(self, which: str | int) -> None:
         """Start a paused replica's SQL thread again."""
-        self._replica_sql(which, "START SLAVE SQL_THREAD")
+        self._on_replica(which, replication.start_sql_thread)
 
     def break_replica(self, which: str | int) -> None:
         """Break a replica's replication with a duplicate-key error (its SQL thread stops)."""
@@ -705,7 +515,7 @@ class Sandbox:
         with self.connect(s["name"]) as conn, conn.cursor() as cur:
             cur.execute("SET SESSION sql_log_bin = 0")
             cur.execute(f"DELETE FROM `{self.database}`.`_rwsplit_fault`")
-            cur.execute("START SLAVE" if self._is_mariadb() else "START REPLICA")
+            replication.start_replication(cur, self._flavor())
 
     def freeze(self, which: str | int) -> None:
         """SIGSTOP a server: it keeps its connections open but answers nothing."""
@@ -724,11 +534,10 @@ class Sandbox:
     def kill(self, which: str | int) -> None:
         """SIGKILL one server and wait until it is gone."""
         s = self._server(which)
-        pid = s.get("pid")
         if not self._alive(s):
             raise SandboxError(f"{s['name']} is not running")
         with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+            os.kill(s["pid"], signal.SIGKILL)
         self._wait_dead(s, 10.0)
 
     def start(self, which: str | int, *, timeout: float = 30.0) -> None:
@@ -747,7 +556,7 @@ class Sandbox:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(timeout=0.05)
             elif s.get("pid"):
-                _reap(s["pid"])
+                mysqld.reap(s["pid"])
             if not self._alive(s):
                 return True
             time.sleep(0.02)

@@ -168,7 +168,7 @@ def checksum(sandbox: Sandbox, server: str, table: str) -> tuple[int, int]:
     """(row count, sum of CRC32 of every row) of ``table`` on one server."""
     with sandbox.connect(server) as conn, conn.cursor() as cur:
         cur.execute(f"SELECT COUNT(*), COALESCE(SUM(CRC32(CONCAT(id, ':', v))), 0) FROM {table}")
-        count, total = cur.fetchone()
+        count, total = cur.fetchone() or (0, 0)
         return int(count), int(total)
 
 

@@ -10,10 +10,12 @@ import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -30,6 +32,7 @@ from rwsplit.bench import (
     parse_pause,
     parse_strategies,
 )
+from rwsplit.bench.run import _Run
 from rwsplit.sandbox import Sandbox
 
 _ADMIN = "rwsplit_bench_admin"
@@ -313,6 +316,27 @@ def test_ctrl_c_drops_the_table_and_removes_the_delay(servers: Servers, sandbox:
     assert "Traceback" not in err
     assert any(line.startswith("rwsplit bench: dropped table") for line in [*seen, *err.splitlines()])
     _assert_clean(sandbox)
+
+
+def test_ctrl_c_while_workers_start_is_a_keyboard_interrupt(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Ctrl-C inside Thread.start() (the phase's first moments) used to become RuntimeError: exit 1."""
+    config = BenchConfig(threads=3, duration=1, strategies=("primary",))
+    run = _Run(config, "mysql+pymysql://u@h/db", ["mysql+pymysql://u@h2/db"], None, lambda _: None, None)  # type: ignore[arg-type]
+    stop = threading.Event()
+    workload = SimpleNamespace(stop=stop, run=lambda *_: stop.wait(5))
+    real_start = threading.Thread.start
+    calls = []
+
+    def start(thread: threading.Thread) -> None:
+        calls.append(thread)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        real_start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    with pytest.raises(KeyboardInterrupt):
+        run._phase(0, "primary", lambda: None, workload)  # type: ignore[arg-type]
+    assert stop.is_set(), "late-starting workers must find the stop flag set"
 
 
 def test_injection_needs_an_account_that_may_change_replication(sandbox: Sandbox) -> None:

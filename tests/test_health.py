@@ -18,8 +18,10 @@ from waiting import wait_for
 
 import rwsplit
 from rwsplit.gtid import parse_mariadb
+from rwsplit.monitor import Monitor
 from rwsplit.sandbox import Sandbox, _port_free
-from rwsplit.topology import Monitor, ServerSpec, ServerState, _eligible, _Timeline
+from rwsplit.state import ServerSpec, ServerState, _eligible
+from rwsplit.timeline import Timeline
 
 TABLE = "app.health_rows"
 
@@ -95,7 +97,7 @@ def test_far_behind_replicas_are_not_eligible_right_after_engine_start(sandbox: 
 
 
 def test_a_position_older_than_the_timeline_is_only_a_lower_bound() -> None:
-    timeline = _Timeline()
+    timeline = Timeline()
     now = time.time()
     for i in range(5):  # the window holds samples from seq 1000 on: anything older is "at least"
         timeline.add(now - 5 + i, parse_mariadb(f"0-1-{1000 + i}"))

@@ -10,10 +10,12 @@ import pytest
 
 import rwsplit
 from rwsplit.balancer import LeastOutstanding, Random, RoundRobin, Weighted, resolve_balancer
+from rwsplit.consistency_state import ConsistencyState
 from rwsplit.failover import Retry
 from rwsplit.gtid import Position, parse_mariadb, parse_mysql
-from rwsplit.policy import ConsistencyState, RoutingPolicy
-from rwsplit.topology import ServerState, Snapshot, _Timeline
+from rwsplit.policy import RoutingPolicy
+from rwsplit.state import ServerState, Snapshot
+from rwsplit.timeline import Timeline
 
 # ------------------------------------------------------------------ GTID
 
@@ -68,7 +70,7 @@ def _pos(n: int) -> Position:
 
 
 def test_timeline_lag_interpolates_by_transaction_number() -> None:
-    tl = _Timeline()
+    tl = Timeline()
     for t, n in [(100.0, 10), (101.0, 20), (102.0, 30)]:
         tl.add(t, _pos(n))
     assert tl.lag(_pos(30), now=102.5) == 0.0
@@ -79,11 +81,11 @@ def test_timeline_lag_interpolates_by_transaction_number() -> None:
     # older than the whole timeline: at least its span
     assert tl.lag(_pos(5), now=102.0) == pytest.approx(2.0)
     assert tl.lag(Position(), now=102.0) == pytest.approx(2.0)
-    assert _Timeline().lag(_pos(1), now=5.0) is None
+    assert Timeline().lag(_pos(1), now=5.0) is None
 
 
 def test_timeline_takes_the_worst_domain() -> None:
-    tl = _Timeline()
+    tl = Timeline()
     tl.add(10.0, parse_mariadb("0-1-5,1-1-5"))
     tl.add(11.0, parse_mariadb("0-1-6,1-1-15"))
     assert tl.lag(parse_mariadb("0-1-6,1-1-5"), now=12.0) == pytest.approx(12.0 - 10.1)
@@ -116,6 +118,19 @@ def test_eligibility_rules() -> None:
         ServerState(name="primary", role="primary", url="u", reachable=False), snap.replicas
     )
     assert [r.name for r in primary_down.eligible(1.0)] == ["ok", "io_stopped"]
+
+
+def test_snapshot_report_rows() -> None:
+    primary = ServerState(name="primary", role="primary", url="u", reachable=True)
+    replicas = (_replica("ok"), _replica("laggy", lag=2.0))
+    snap = Snapshot(primary, replicas, by_name={r.name: r for r in replicas})
+    rows = snap.report(1.0, {"primary": 3, "ok": 1, "laggy": 0}.__getitem__)
+    assert [(r.name, r.eligible, r.in_flight, r.replicating) for r in rows] == [
+        ("primary", True, 3, None),
+        ("ok", True, 1, True),
+        ("laggy", False, 0, True),
+    ]
+    assert isinstance(rows[0], rwsplit.ServerReport)
 
 
 # ------------------------------------------------------------------ balancers
@@ -234,6 +249,26 @@ def test_consistency_state_modes() -> None:
     o = ConsistencyState("off", 1.0)
     o.forced += 1
     assert o.primary_reason() == "use_primary block"
+
+
+def test_consistency_state_transitions() -> None:
+    s = ConsistencyState("session", 1.0)
+    s.use_replica("replica1")
+    assert s.replica == "replica1" and s.read_from == {"replica1"}
+    s.drop_replica()
+    assert s.replica is None and s.read_from == {"replica1"}  # monotonic reads remember it
+    s.use_replica("replica2")
+    s.replica_failed("replica2")
+    assert s.replica is None and s.failed == {"replica2"}
+    with s.primary_only():
+        with s.primary_only():
+            assert s.primary_reason() == "use_primary block"
+        assert s.primary_reason() == "use_primary block"
+    assert s.primary_reason() is None
+    s.mark_connection_state()
+    assert "connection state" in s.primary_reason()
+    s.reset()
+    assert s.primary_reason() is None and not s.read_from
 
 
 def test_parse_url_list() -> None:

@@ -1,27 +1,12 @@
-"""The monitor's view of the cluster: per server health, replication state, lag and GTID position.
+"""Probes every server in the background: health, replication state, lag and GTID position.
 
-One :class:`Monitor` per routing engine runs one daemon thread per server. Each probes its
-server every ``interval`` seconds over its own small connection with a short timeout and
-publishes an immutable :class:`ServerState`; readers take :meth:`Monitor.snapshot` without locks,
-so a hung probe can delay only its own server's next reading, never a routing decision.
-
-Lag sources, best first (``lag_source="auto"`` picks the first that works):
-
-``gtid``
-    The primary's GTID position is sampled with a timestamp at every probe. A replica's lag is
-    how long ago the primary left the replica's position (0 if it is at the primary's current
-    one), interpolated between samples by transaction number: sub-second, no writes, no tables.
-``heartbeat``
-    A pt-heartbeat table (``heartbeat_table="db.heartbeat"``): now minus the newest ``ts``
-    written by the primary's server id, to the microsecond.
-``seconds_behind``
-    ``Seconds_Behind_Master`` / ``Seconds_Behind_Source`` from ``SHOW SLAVE|REPLICA STATUS``:
-    whole seconds, the coarse fallback.
+One :class:`Monitor` per routing engine runs one daemon thread per server, each probing over its
+own short-timeout connection and publishing an immutable :class:`~rwsplit.state.ServerState`.
+Readers take :meth:`Monitor.snapshot` without locks: a hung probe delays only its own server.
 """
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import logging
 import math
@@ -29,165 +14,25 @@ import os
 import threading
 import time
 import weakref
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import pymysql
 
-from .gtid import Position, parse_mariadb, parse_mysql, position_variable
+from .errors import describe_error
+from .flavor import Flavor, flavor_of, replica_status
+from .gtid import Position
+from .state import ServerSpec, ServerState, Snapshot
+from .timeline import Timeline
 
-__all__ = ["ServerSpec", "ServerState", "Snapshot", "Monitor", "LAG_SOURCES"]
+__all__ = ["Monitor", "LAG_SOURCES"]
 
 log = logging.getLogger("rwsplit.monitor")
 
 LAG_SOURCES = ("auto", "gtid", "heartbeat", "seconds_behind")
-_TIMELINE_SECONDS = 300.0
 _EWMA = 0.3
 _TRIP_MEMORY = 60.0  # a breaker trip is forgotten after this many seconds without another
-
-
-@dataclass(frozen=True)
-class ServerSpec:
-    """How the monitor reaches one server. ``repr`` never shows the password."""
-
-    name: str
-    role: str
-    url: str  # password masked
-    host: str
-    port: int
-    user: str
-    password: str = field(repr=False)
-    unix_socket: str | None = None
-    ssl: Mapping[str, Any] | None = field(default=None, repr=False)
-
-
-@dataclass(frozen=True, slots=True)
-class ServerState:
-    """One server as last probed. ``lag`` is seconds behind the primary; ``None`` is unknown."""
-
-    name: str
-    role: str
-    url: str
-    reachable: bool = False
-    io_running: bool | None = None
-    sql_running: bool | None = None
-    lag: float | None = None
-    raw_lag: float | None = None
-    lag_average: float | None = None
-    lag_source: str | None = None
-    measured_at: float | None = None
-    gtid: str | None = None
-    position: Position = field(default_factory=Position)
-    read_only: bool | None = None
-    error: str | None = None
-    probes: int = 0
-    healthy_probes: int = 0
-    tripped: bool = False
-    lag_lower_bound: bool = False  # lag is only "at least this": never eligible on it
-
-    @property
-    def replicating(self) -> bool:
-        return bool(self.sql_running) and bool(self.io_running)
-
-
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    """All servers at one moment; cheap to take, never mutated."""
-
-    primary: ServerState
-    replicas: tuple[ServerState, ...]
-    by_name: Mapping[str, ServerState] = field(default_factory=dict)
-    stale_after: float = math.inf  # a reading older than this (seconds) no longer counts
-
-    def replica(self, name: str) -> ServerState | None:
-        return self.by_name.get(name)
-
-    def is_eligible(self, name: str, max_lag: float) -> bool:
-        r = self.by_name.get(name)
-        return r is not None and _eligible(r, max_lag, not self.primary.reachable, self.stale_after)
-
-    def eligible(self, max_lag: float) -> list[ServerState]:
-        """Replicas that may serve a read no staler than ``max_lag`` seconds."""
-        primary_down = not self.primary.reachable
-        stale_after = self.stale_after
-        return [r for r in self.replicas if _eligible(r, max_lag, primary_down, stale_after)]
-
-
-def _eligible(r: ServerState, max_lag: float, primary_down: bool, stale_after: float) -> bool:
-    lag = r.lag
-    if not r.reachable or r.tripped or lag is None or lag > max_lag or not r.sql_running:
-        return False
-    if r.lag_lower_bound:
-        return False
-    # A reading ages: a stopped, forked-away or stuck probe thread must not freeze eligibility.
-    # (Every probe that sets a lag sets measured_at; a hand-made state without it has no age.)
-    measured = r.measured_at
-    age = 0.0 if measured is None else time.time() - measured
-    if age > stale_after:
-        return False
-    # Behind at the last probe, it may have fallen further behind since: count the probe's age.
-    if lag > 0 and lag + age > max_lag:
-        return False
-    # With the primary down the IO thread cannot run; the last measured lag stands in.
-    return bool(r.io_running) or primary_down
-
-
-class _Timeline:
-    """The primary's GTID position over time, to tell when it left a replica's position."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._samples: deque[tuple[float, Position]] = deque()
-
-    def add(self, t: float, pos: Position) -> None:
-        with self._lock:
-            self._samples.append((t, pos))
-            while self._samples and t - self._samples[0][0] > _TIMELINE_SECONDS:
-                self._samples.popleft()
-
-    def latest(self) -> tuple[float, Position] | None:
-        with self._lock:
-            return self._samples[-1] if self._samples else None
-
-    def lag(self, replica: Position, now: float) -> float | None:
-        """Seconds since the primary first committed a transaction ``replica`` lacks."""
-        measured = self.measure(replica, now)
-        return None if measured is None else measured[0]
-
-    def measure(self, replica: Position, now: float) -> tuple[float, bool] | None:
-        """:meth:`lag`, and whether it is only a lower bound (the replica is older than the
-        whole timeline: the engine just started, or it is past the window)."""
-        with self._lock:
-            samples = list(self._samples)
-        if not samples:
-            return None
-        if replica.covers(samples[-1][1]):
-            return 0.0, False
-        worst, bound = 0.0, False
-        for domain, last_seq in samples[-1][1].seqs.items():
-            have = replica.seqs.get(domain, -1)
-            if have >= last_seq:
-                continue
-            left, older = _left_at(samples, domain, have)
-            worst = max(worst, now - left)
-            bound = bound or older
-        return max(worst, 0.0), bound
-
-
-def _left_at(samples: Sequence[tuple[float, Position]], domain: str, have: int) -> tuple[float, bool]:
-    """When the primary committed ``have + 1`` in ``domain``, interpolated between samples; True
-    with the first sample's time when it was before the timeline began (a lower bound on lag)."""
-    seqs = [s.seqs.get(domain, -1) for _, s in samples]
-    j = bisect.bisect_right(seqs, have) - 1  # last sample the replica has fully applied
-    if j < 0:
-        return samples[0][0], True
-    if j >= len(samples) - 1 or seqs[j + 1] <= seqs[j]:
-        return samples[j][0], False  # the primary's numbering went backwards (a new primary?)
-    t0, s0 = samples[j][0], seqs[j]
-    t1, s1 = samples[j + 1][0], seqs[j + 1]
-    return t0 + (t1 - t0) * (have + 1 - s0) / (s1 - s0), False
 
 
 class Monitor:
@@ -231,9 +76,9 @@ class Monitor:
     def _reset(self) -> None:
         """Fresh locks, readings and (unstarted) threads: at construction, restart and fork."""
         self._lifecycle = threading.Lock()
-        self._timeline = _Timeline()
+        self._timeline = Timeline()
         self._primary_server_id: int | None = None
-        self._mariadb: dict[str, bool] = {}
+        self._flavors: dict[str, Flavor] = {}
         self._versions: Mapping[str, str] = {}  # replaced, never mutated: readers compare identity
         self._replica_ids: dict[int, str] = {}
         self._publish_lock = threading.Lock()
@@ -315,8 +160,8 @@ class Monitor:
 
     def flavor(self, name: str) -> str | None:
         """``"mariadb"``/``"mysql"`` once a probe has connected to that server, else None."""
-        mariadb = self._mariadb.get(name)
-        return None if mariadb is None else ("mariadb" if mariadb else "mysql")
+        flavor = self._flavors.get(name)
+        return None if flavor is None else flavor.name
 
     def server_versions(self) -> Mapping[str, str]:
         """``get_server_info()`` of every server probed so far; a new mapping whenever one changes."""
@@ -384,14 +229,16 @@ class Monitor:
                 try:
                     conn = self._probe_once(spec, conn, stop)
                 except Exception as exc:  # a surprise in one probe must not end this thread
-                    log.error("%s: unexpected probe error: %s", name, _describe(exc), exc_info=True)
+                    log.error("%s: unexpected probe error: %s", name, describe_error(exc), exc_info=True)
                     if conn is not None:
                         with contextlib.suppress(Exception):
                             conn.close()
                     conn = None
                     with contextlib.suppress(Exception):
                         if not stop.is_set():
-                            self._publish(replace(self._states[name], reachable=False, error=_describe(exc)))
+                            self._publish(
+                                replace(self._states[name], reachable=False, error=describe_error(exc))
+                            )
                 first_probe[name].set()
                 wake.wait(max(0.0, self.interval - (time.monotonic() - started)))
                 wake.clear()
@@ -423,14 +270,14 @@ class Monitor:
         try:
             check()
         except Exception as exc:
-            return f"new connections refused: {_describe(getattr(exc, 'orig', exc))}"
+            return f"new connections refused: {describe_error(getattr(exc, 'orig', exc))}"
         with self._publish_lock:
             if started > self._marked_at.get(name, -math.inf):
                 self._fresh_required.discard(name)
         return None
 
     def _learn_version(self, name: str, info: str) -> None:
-        self._mariadb[name] = "mariadb" in info.lower()
+        self._flavors[name] = flavor_of(info)
         if self._versions.get(name) != info:
             with self._publish_lock:
                 self._versions = {**self._versions, name: info}
@@ -447,7 +294,7 @@ class Monitor:
             try:
                 if conn is None:
                     conn = self._connect(spec)
-                    self._learn_version(spec.name, conn.get_server_info())
+                    self._learn_version(spec.name, conn.get_server_info())  # type: ignore[no-untyped-call]
                 with conn.cursor() as cur:
                     if spec.role == "primary":
                         state = self._probe_primary(spec, cur, prev)
@@ -458,7 +305,7 @@ class Monitor:
                     with contextlib.suppress(Exception):
                         conn.close()
                     conn = None
-                state = replace(prev, reachable=False, error=_describe(exc))
+                state = replace(prev, reachable=False, error=describe_error(exc))
         if not stop.is_set():  # a thread of an earlier run never publishes into a fresh one
             self._publish(state, started)
         return conn
@@ -466,13 +313,12 @@ class Monitor:
     def _read_position(self, spec: ServerSpec, cur: Any) -> tuple[Any, Any, str, Position]:
         """One query: read_only, server_id and the GTID position (binlog on the primary, applied on
         a replica; a MySQL replica's executed set counts only its gap-free prefix)."""
-        mariadb = self._mariadb[spec.name]
-        primary = spec.role == "primary"
-        var = position_variable(mariadb, spec.role)
+        flavor = self._flavors[spec.name]
+        var = flavor.position_variable(spec.role)
         cur.execute(f"SELECT @@GLOBAL.read_only, @@GLOBAL.server_id, @@GLOBAL.{var}")
         read_only, server_id, raw = cur.fetchone()
         raw = raw or ""
-        position = parse_mariadb(raw) if mariadb else parse_mysql(raw, contiguous=not primary)
+        position = flavor.parse_position(raw, role=spec.role)
         return read_only, server_id, raw, position
 
     def _probe_primary(self, spec: ServerSpec, cur: Any, prev: ServerState) -> ServerState:
@@ -481,28 +327,16 @@ class Monitor:
         now = self._clock()
         self._primary_server_id = int(server_id)
         self._timeline.add((sent + now) / 2, position)
-        return replace(
-            prev,
-            reachable=True,
-            read_only=bool(read_only),
-            gtid=raw,
-            position=position,
-            lag=0.0,
-            raw_lag=0.0,
-            measured_at=now,
-            error=None,
-        )
+        return _probed(prev, read_only, raw, position, now, lag=0.0, raw_lag=0.0, error=None)
 
     def _probe_replica(self, spec: ServerSpec, cur: Any, prev: ServerState) -> ServerState:
-        mariadb = self._mariadb[spec.name]
-        cur.execute("SHOW SLAVE STATUS" if mariadb else "SHOW REPLICA STATUS")
-        row = cur.fetchone()
-        status = dict(zip([d[0] for d in cur.description], row, strict=True)) if row else {}
+        flavor = self._flavors[spec.name]
+        status = replica_status(cur, flavor)
         read_only, server_id, raw, position = self._read_position(spec, cur)
         now = self._clock()
-        io = _yes(status.get("Slave_IO_Running", status.get("Replica_IO_Running")))
-        sql = _yes(status.get("Slave_SQL_Running", status.get("Replica_SQL_Running")))
-        error = status.get("Last_SQL_Error") or status.get("Last_IO_Error") or None
+        io = _yes(flavor.io_running(status))
+        sql = _yes(flavor.sql_running(status))
+        error = flavor.last_error(status)
         if not status:
             error = "not a replica: SHOW SLAVE STATUS is empty"
         if server_id is not None and int(server_id) == self._primary_server_id:
@@ -513,7 +347,7 @@ class Monitor:
         if not read_only and spec.name not in self._warned_writable:
             self._warned_writable.add(spec.name)
             log.warning("%s (%s) is writable (read_only=OFF): is it really a replica?", spec.name, spec.url)
-        lag, source, bound = self._measure_lag(cur, status, position, now, mariadb)
+        lag, source, bound = self._measure_lag(cur, flavor.seconds_behind(status), position, now)
         primary = self._states[self._primary_name]
         if prev.io_running and io is False and primary.reachable:
             # The IO thread just stopped: often the primary died. Probe it now rather than leave
@@ -528,10 +362,12 @@ class Monitor:
         average = prev.lag_average
         if lag is not None:
             average = lag if average is None else _EWMA * lag + (1 - _EWMA) * average
-        return replace(
+        return _probed(
             prev,
-            reachable=True,
-            read_only=bool(read_only),
+            read_only,
+            raw,
+            position,
+            now,
             io_running=io,
             sql_running=sql,
             lag=effective,
@@ -539,19 +375,19 @@ class Monitor:
             lag_average=average,
             lag_source=source,
             lag_lower_bound=bound,
-            gtid=raw,
-            position=position,
-            measured_at=now,
             error=str(error)[:300] if error else None,
         )
 
     def _measure_lag(
-        self, cur: Any, status: Mapping[str, Any], position: Position, now: float, mariadb: bool
+        self, cur: Any, behind: Any, position: Position, now: float
     ) -> tuple[float | None, str | None, bool]:
-        """(lag, its source, whether that lag is only a lower bound)."""
+        """(lag, its source, whether that lag is only a lower bound); ``behind``: Seconds_Behind_*.
+
+        ``gtid``: when the primary left the replica's position (its timeline, sub-second);
+        ``heartbeat``: the pt-heartbeat table's newest row; ``seconds_behind``: the server's own figure.
+        """
         source = self.lag_source
         primary = self._states[self._primary_name]
-        behind = status.get("Seconds_Behind_Master", status.get("Seconds_Behind_Source"))
         if source in ("auto", "gtid") and primary.reachable and primary.position:
             measured = self._timeline.measure(position, now)
             if measured is None:
@@ -591,14 +427,22 @@ def _monitors_after_fork() -> None:
 os.register_at_fork(after_in_child=_monitors_after_fork)
 
 
+def _probed(
+    prev: ServerState, read_only: Any, raw: str, position: Position, now: float, **fields: Any
+) -> ServerState:
+    """``prev`` after a successful probe at ``now``: reachable, its position and ``fields`` updated."""
+    return replace(
+        prev,
+        reachable=True,
+        read_only=bool(read_only),
+        gtid=raw,
+        position=position,
+        measured_at=now,
+        **fields,
+    )
+
+
 def _yes(value: object) -> bool | None:
     if value is None:
         return None
     return str(value).lower() == "yes"
-
-
-def _describe(exc: BaseException) -> str:
-    args = getattr(exc, "args", ())
-    if isinstance(exc, pymysql.MySQLError) and len(args) >= 2:
-        return f"({args[0]}) {args[1]}"[:300]
-    return f"{type(exc).__name__}: {exc}"[:300]

@@ -1,0 +1,347 @@
+"""One bench run: set up the table and engines, inject lag, run each strategy's phase, clean up."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import secrets
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import pymysql
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
+
+from ..engine import create_engine as create_routing_engine
+from ..errors import RwsplitError, describe_error
+from ..sandbox import Sandbox
+from ..session import sessionmaker as routing_sessionmaker
+from ..urls import mask_url
+from .config import SANDBOX_REPLICAS, BenchConfig
+from .injection import _PauseSchedule, _Replication
+from .report import _plot
+from .staleness import StalenessChecker, _LagSampler
+from .workload import NaiveSession, _bench_table, _mapped_class, _Tally, _Workload
+
+_CONNECT_TIMEOUT = 3
+_REPLICATE_TIMEOUT = 60.0
+_INSERT_BATCH = 1000
+
+Progress = Callable[[str], None]
+
+
+class BenchFailed(RwsplitError):
+    """The bench could not run to the end (the servers, not the options, are the problem)."""
+
+
+def _percentile(ordered: Sequence[float], q: float) -> float | None:
+    if not ordered:
+        return None
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 3)
+
+
+def _latency(values: list[float]) -> dict[str, float | None]:
+    ordered = sorted(values)
+    return {"p50": _ms(_percentile(ordered, 0.5)), "p99": _ms(_percentile(ordered, 0.99))}
+
+
+def _engine_kwargs(config: BenchConfig) -> dict[str, Any]:
+    return {
+        "pool_pre_ping": True,
+        "pool_size": config.threads,
+        "max_overflow": config.threads,
+        "connect_args": {"connect_timeout": _CONNECT_TIMEOUT},
+    }
+
+
+def check_servers(primary: str, replicas: Sequence[str]) -> None:
+    """Connect and ``SELECT 1`` on every server with a short timeout, so bad URLs fail fast.
+
+    ``ValueError`` names the first server that failed, its URL masked.
+    """
+    servers = [("the primary", primary)] + [(f"replica{i}", r) for i, r in enumerate(replicas, 1)]
+    for name, text in servers:
+        url = sa.make_url(text)
+        engine = sa.create_engine(url, poolclass=NullPool, connect_args={"connect_timeout": _CONNECT_TIMEOUT})
+        try:
+            with engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        except (SQLAlchemyError, pymysql.MySQLError, OSError) as exc:
+            raise ValueError(f"cannot connect to {name} {mask_url(url)}: {describe_error(exc)}") from None
+        finally:
+            engine.dispose()
+
+
+def _wait_replicated(replicas: Mapping[str, Engine], table: sa.Table, keys: int) -> None:
+    deadline = time.monotonic() + _REPLICATE_TIMEOUT
+    count = sa.select(sa.func.count()).select_from(table)
+    for name, engine in replicas.items():
+        while True:
+            try:
+                with engine.connect() as conn:
+                    if conn.execute(count).scalar() == keys:
+                        break
+            except SQLAlchemyError:
+                pass
+            if time.monotonic() > deadline:
+                raise BenchFailed(
+                    f"{name} did not replicate the bench table {table.name} within "
+                    f"{_REPLICATE_TIMEOUT:.0f} s; is it replicating from this primary?"
+                )
+            time.sleep(0.1)
+
+
+def _account(url: URL) -> str:
+    return f"{url.username or '(no user)'}@{url.host or 'localhost'}"
+
+
+class _Run:
+    """One bench run against given servers: table, engines, injection, phases, results."""
+
+    def __init__(
+        self,
+        config: BenchConfig,
+        primary: str,
+        replicas: Sequence[str],
+        replication: _Replication,
+        notify: Progress,
+        progress: Progress | None,
+    ) -> None:
+        self.config = config
+        self.primary_url = sa.make_url(primary)
+        self.replica_urls = [sa.make_url(r) for r in replicas]
+        self.replication = replication
+        self.notify = notify
+        self.progress = progress
+        self.table = _bench_table(f"rwsplit_bench_{secrets.token_hex(4)}")
+        self.checker = StalenessChecker(config.max_lag)
+        self.tallies: dict[str, _Tally] = {}
+        self.walls: dict[str, float] = {}
+        self.t0 = 0.0
+        self.phases: list[tuple[str, float, float]] = []
+        self.stale_events: list[tuple[str, float, float]] = []
+        self.samples: list[tuple[float, str, float | None, bool]] = []
+        self.warnings: list[str] = []
+
+    def execute(self) -> dict[str, Any]:
+        config = self.config
+        kwargs = _engine_kwargs(config)
+        primary = sa.create_engine(self.primary_url, **kwargs)
+        names = [f"replica{i}" for i in range(1, len(self.replica_urls) + 1)]
+        replicas = {n: sa.create_engine(u, **kwargs) for n, u in zip(names, self.replica_urls, strict=True)}
+        routing = None
+        created = False
+        pauses = _PauseSchedule(self.replication, config.pauses)
+        sampler = None
+        try:
+            self.table.create(primary, checkfirst=False)
+            created = True
+            self.notify(f"created table {self.table.name}")
+            self._fill(primary)
+            _wait_replicated(replicas, self.table, config.keys)
+            routing = create_routing_engine(
+                self.primary_url, replicas=self.replica_urls, max_lag=config.max_lag, **kwargs
+            )
+            for d in config.injected_delays:
+                self.replication.delay(d.replica, d.seconds)
+            self.notify(config.describe_injections())
+            model = _mapped_class(self.table)
+            factories = self._factories(primary, replicas, routing)
+            workload = _Workload(model, config.keys, config.write_ratio)
+            self.t0 = time.perf_counter()
+            sampler = _LagSampler(routing.monitor, config.max_lag, self.t0)
+            sampler.start()
+            pauses.start()
+            for i, name in enumerate(config.strategies):
+                self._phase(i, name, factories[name], workload)
+        finally:
+            if sampler is not None:
+                sampler.stop()
+                self.samples = sampler.samples
+            pauses.finish()
+            self.replication.restore()
+            if created:
+                self._drop(primary)
+            if routing is not None:
+                routing.dispose()
+            for engine in (primary, *replicas.values()):
+                engine.dispose()
+            self.warnings += self.replication.errors
+        return self._result()
+
+    def _fill(self, primary: Engine) -> None:
+        rows = [{"id": k, "version": 0} for k in range(1, self.config.keys + 1)]
+        with primary.begin() as conn:
+            for start in range(0, len(rows), _INSERT_BATCH):
+                conn.execute(self.table.insert(), rows[start : start + _INSERT_BATCH])
+        returned = time.perf_counter()
+        for k in range(1, self.config.keys + 1):
+            self.checker.committed(k, 0, returned)
+
+    def _drop(self, primary: Engine) -> None:
+        try:
+            with primary.connect() as conn:
+                conn.exec_driver_sql(f"DROP TABLE `{self.table.name}`")
+            self.notify(f"dropped table {self.table.name}")
+        except SQLAlchemyError as exc:
+            self.warnings.append(f"could not drop table {self.table.name}: {describe_error(exc)}")
+
+    def _factories(
+        self, primary: Engine, replicas: Mapping[str, Engine], routing: Any
+    ) -> dict[str, Callable[[], Session]]:
+        return {
+            "primary": sa.orm.sessionmaker(bind=primary),
+            "naive": sa.orm.sessionmaker(class_=NaiveSession, primary=primary, replicas=replicas),
+            "session": routing_sessionmaker(routing, read_your_writes="session"),
+            "causal": routing_sessionmaker(routing, read_your_writes="causal"),
+        }
+
+    def _phase(self, index: int, name: str, factory: Callable[[], Session], workload: _Workload) -> None:
+        config = self.config
+        length = config.seconds_per_strategy
+        self.notify(f"running {name} for {length:g} s ({index + 1}/{len(config.strategies)})")
+        tallies = [_Tally() for _ in range(config.threads)]
+        started = time.perf_counter()
+        deadline = started + length
+        threads = [
+            threading.Thread(
+                target=workload.run,
+                args=(factory, deadline, tally, secrets.randbits(32)),
+                name=f"rwsplit-bench-{name}-{i}",
+                daemon=True,
+            )
+            for i, tally in enumerate(tallies)
+        ]
+        try:
+            for t in threads:
+                t.start()
+            while alive := [t for t in threads if t.is_alive()]:
+                alive[0].join(0.25)
+                if self.progress is not None:
+                    elapsed = min(length, time.perf_counter() - started)
+                    ops = sum(t.reads + t.writes for t in tallies)
+                    self.progress(
+                        f"[{index + 1}/{len(config.strategies)}] {name:<8} {elapsed:5.1f}/{length:g} s  "
+                        f"{ops} ops"
+                    )
+        finally:
+            workload.stop.set()
+            for t in threads:
+                if t.is_alive():  # join() of a thread a Ctrl-C kept from starting would raise
+                    t.join(10)
+        workload.stop.clear()  # only for the next phase: after a Ctrl-C, late starters must stop at once
+        ended = time.perf_counter()
+        self.phases.append((name, started - self.t0, ended - self.t0))
+        self.walls[name] = ended - started
+        merged = _Tally()
+        for part in tallies:
+            merged.reads += part.reads
+            merged.writes += part.writes
+            merged.replica_reads += part.replica_reads
+            merged.ryw_violations += part.ryw_violations
+            merged.errors += part.errors
+            merged.first_error = merged.first_error or part.first_error
+            merged.read_s += part.read_s
+            merged.write_s += part.write_s
+            merged.observed += part.observed
+            for key, version, returned in part.commits:
+                self.checker.committed(key, version, returned)
+        self.tallies[name] = merged
+        if merged.errors:
+            self.warnings.append(f"{name}: {merged.errors} failed operations, first: {merged.first_error}")
+
+    def _result(self) -> dict[str, Any]:
+        strategies: dict[str, Any] = {}
+        for name, tally in self.tallies.items():
+            wall = self.walls[name]
+            stale = 0
+            for key, started, version in tally.observed:
+                age = self.checker.staleness(key, version, started)
+                if age is not None:
+                    stale += 1
+                    self.stale_events.append((name, started - self.t0, age))
+            strategies[name] = {
+                "reads": tally.reads,
+                "writes": tally.writes,
+                "replica_reads": tally.replica_reads,
+                "ryw_violations": tally.ryw_violations,
+                "stale_reads": stale,
+                "ops_per_s": round((tally.reads + tally.writes) / wall, 1) if wall > 0 else 0.0,
+                "read_ms": _latency(tally.read_s),
+                "write_ms": _latency(tally.write_s),
+            }
+        replicas: dict[str, Any] = {}
+        for i in range(1, len(self.replica_urls) + 1):
+            name = f"replica{i}"
+            rows = [(lag, eligible) for _, n, lag, eligible in self.samples if n == name]
+            lags = sorted(lag for lag, _ in rows if lag is not None)
+            excluded = sum(1 for (_, a), (_, b) in itertools.pairwise(rows) if a and not b)
+            replicas[name] = {
+                "lag_ms": {
+                    "p50": _ms(_percentile(lags, 0.5)),
+                    "p99": _ms(_percentile(lags, 0.99)),
+                    "max": _ms(lags[-1] if lags else None),
+                },
+                "excluded": excluded,
+            }
+        config = self.config.describe()
+        config["primary"] = mask_url(self.primary_url)
+        config["replicas"] = [mask_url(u) for u in self.replica_urls]
+        config["table"] = self.table.name
+        return {"config": config, "strategies": strategies, "replicas": replicas}
+
+
+def run_bench(
+    config: BenchConfig,
+    *,
+    notify: Progress | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Run the bench and return the ``--json``-shaped result; draws ``config.plot_path`` too.
+
+    ``notify`` gets one-line notices (sandbox, table, phases, injections, warnings); ``progress``
+    a status line about four times a second. Bad options or unreachable servers raise
+    ``ValueError``; a run that cannot finish raises :class:`BenchFailed`. The bench table and every
+    injection are removed again whatever happens, the sandbox (if it started one) torn down.
+    """
+    say = notify or (lambda _message: None)
+    if config.sandbox:
+        sb = Sandbox(replicas=SANDBOX_REPLICAS)
+        say(f"starting a sandbox (1 primary + {SANDBOX_REPLICAS} replicas) in {sb.dir}")
+        with sb:
+            replication = _Replication(lambda n: sb.connect(n), {})
+            run = _Run(config, sb.primary_url, sb.replica_urls, replication, say, progress)
+            result = run.execute()
+            say("stopping the sandbox")
+    else:
+        assert config.primary is not None
+        check_servers(config.primary, config.replicas)
+        urls = [sa.make_url(r) for r in config.replicas]
+        admins = {
+            i: sa.create_engine(u, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+            for i, u in enumerate(urls, 1)
+        }
+        try:
+            replication = _Replication(
+                lambda n: admins[n].raw_connection(), {i: _account(u) for i, u in enumerate(urls, 1)}
+            )
+            run = _Run(config, config.primary, config.replicas, replication, say, progress)
+            result = run.execute()
+        finally:
+            for engine in admins.values():
+                engine.dispose()
+    for warning in run.warnings:
+        say(f"warning: {warning}")
+    if config.plot_path is not None:
+        _plot(config.plot_path, run)
+        say(f"plot written to {config.plot_path}")
+    return result
