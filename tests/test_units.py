@@ -11,8 +11,9 @@ import pytest
 import rwsplit
 from rwsplit.balancer import LeastOutstanding, Random, RoundRobin, Weighted, resolve_balancer
 from rwsplit.consistency_state import ConsistencyState
+from rwsplit.failover import Retry
 from rwsplit.gtid import Position, parse_mariadb, parse_mysql
-from rwsplit.policy import Retry, RoutingPolicy
+from rwsplit.policy import RoutingPolicy
 from rwsplit.state import ServerState, Snapshot
 from rwsplit.timeline import Timeline
 
