@@ -103,7 +103,7 @@ def main() -> None:
             )
 
             stmt = sa.select(Item).where(Item.id == 5)
-            state = routing_engine.new_state()
+            state = routing_engine._new_state()
             decide = routing_engine.router.decide
             print("routing decision alone (no database round trip), median per call:")
             print(

@@ -11,15 +11,9 @@ from ._version import __version__
 from .balancer import LeastOutstanding, Random, RoundRobin, Weighted
 from .causal import consistency, merge_tokens
 from .classifier import Route, classify
+from .connection import RoutingConnection, RoutingTransaction
 from .consistency_state import pin_primary_until, pinned_until
-from .engine import (
-    RoutingConnection,
-    RoutingEngine,
-    RoutingTransaction,
-    ServerReport,
-    create_engine,
-    parse_url_list,
-)
+from .engine import RoutingEngine, ServerReport, create_engine
 from .errors import (
     NoReplicaAvailable,
     PrimaryUnavailable,
@@ -27,8 +21,9 @@ from .errors import (
     SandboxError,
     ServerBinariesNotFound,
 )
-from .policy import Retry
+from .failover import Retry
 from .session import RoutingSession, UsePrimary, sessionmaker
+from .urls import parse_url_list
 
 __all__ = [
     "__version__",

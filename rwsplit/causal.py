@@ -20,13 +20,15 @@ import contextlib
 import hashlib
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from .gtid import Position, parse_mariadb, parse_mysql
+from .compat import wrap_dialect
+from .flavor import MARIADB, Flavor, flavor_of
+from .gtid import Position
 
 __all__ = [
     "TOKEN_VERSION",
@@ -75,7 +77,7 @@ def encode_token(position: Position, cluster: str) -> str:
     return f"{body}.{zlib.crc32(body.encode()):08x}"
 
 
-def decode_token(token: object, cluster: str | None = None, *, flavor: str = "mariadb") -> Position:
+def decode_token(token: object, cluster: str | None = None, *, flavor: Flavor = MARIADB) -> Position:
     """The position a token names; ``ValueError`` saying what is wrong with a bad one."""
     if not isinstance(token, str):
         raise TypeError(f"a consistency token is a str, got {type(token).__name__}")
@@ -109,7 +111,7 @@ def decode_token(token: object, cluster: str | None = None, *, flavor: str = "ma
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise ValueError("consistency token payload is not valid base64url") from None
     try:
-        return parse_mysql(text) if flavor == "mysql" else parse_mariadb(text)
+        return flavor.parse_position(text)
     except ValueError as exc:
         raise ValueError(f"consistency token names an invalid position: {exc}") from None
 
@@ -194,30 +196,31 @@ def current_scope() -> ConsistencyScope | None:
     return _scope.get()
 
 
-def install_commit_capture(engine: Engine, flavor_of: Any) -> None:
+def install_commit_capture(engine: Engine) -> None:
     """After a COMMIT that asked for it, read the commit's GTID on the same connection.
 
-    ``flavor_of(dbapi_connection)`` tells ``"mariadb"`` from ``"mysql"``. Only commits of causal
-    sessions ask (:func:`request_capture`), so other sessions pay nothing.
+    The server's flavour says which variable holds it. Only commits of causal sessions ask
+    (:func:`request_capture`), so other sessions pay nothing.
     """
-    dialect = engine.dialect
-    original = dialect.do_commit
 
-    def do_commit(dbapi_connection: Any) -> None:
-        original(dbapi_connection)
-        if not _capture_requested.get():
-            return
-        _capture_requested.set(False)
-        mariadb = flavor_of(dbapi_connection) == "mariadb"
-        cursor = dbapi_connection.cursor()
-        try:
-            cursor.execute("SELECT @@last_gtid" if mariadb else "SELECT @@GLOBAL.gtid_executed")
-            row = cursor.fetchone()
-        finally:
-            cursor.close()
-        _captured.set(row[0] if row and row[0] else None)
+    def capturing(original: Callable[[Any], None]) -> Callable[[Any], None]:
+        def do_commit(dbapi_connection: Any) -> None:
+            original(dbapi_connection)
+            if not _capture_requested.get():
+                return
+            _capture_requested.set(False)
+            sql = flavor_of(dbapi_connection.get_server_info()).commit_position_sql
+            cursor = dbapi_connection.cursor()
+            try:
+                cursor.execute(sql)
+                row = cursor.fetchone()
+            finally:
+                cursor.close()
+            _captured.set(row[0] if row and row[0] else None)
 
-    dialect.do_commit = do_commit  # type: ignore[method-assign]
+        return do_commit
+
+    wrap_dialect(engine, "do_commit", capturing)
 
 
 def request_capture() -> None:

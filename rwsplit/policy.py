@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ._validate import check_choice, check_count, check_seconds
+from ._validate import check_choice, check_seconds
+from .failover import Retry
 
 __all__ = [
     "READ_YOUR_WRITES",
@@ -20,34 +21,6 @@ __all__ = [
 
 READ_YOUR_WRITES = ("session", "transaction", "off", "causal")
 FALLBACKS = ("primary", "error")
-
-
-@dataclass(frozen=True)
-class Retry:
-    """How hard to try before giving up (immutable, like urllib3's ``Retry``).
-
-    ``replica_attempts``/``replica_timeout``: other replicas tried (at most that many, for at most
-    that long) for a read that failed with a connection error before it goes to the primary.
-    ``primary_attempts``/``backoff``/``max_backoff``/``primary_timeout``: new
-    connections to the primary are retried with exponential backoff until either bound is hit,
-    then :class:`~rwsplit.errors.PrimaryUnavailable` is raised. A statement that may have reached
-    the primary is never re-sent.
-    """
-
-    replica_attempts: int = 2
-    replica_timeout: float = 5.0
-    primary_attempts: int = 4
-    backoff: float = 0.1
-    max_backoff: float = 1.0
-    primary_timeout: float = 3.0
-
-    def __post_init__(self) -> None:
-        check_count("Retry.replica_attempts", self.replica_attempts, 0, 100)
-        check_seconds("Retry.replica_timeout", self.replica_timeout, allow_zero=False)
-        check_count("Retry.primary_attempts", self.primary_attempts, 1, 100)
-        check_seconds("Retry.backoff", self.backoff)
-        check_seconds("Retry.max_backoff", self.max_backoff)
-        check_seconds("Retry.primary_timeout", self.primary_timeout, allow_zero=False)
 
 
 @dataclass(frozen=True)

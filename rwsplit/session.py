@@ -18,9 +18,11 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, SessionTransaction
 from sqlalchemy.orm.interfaces import UserDefinedOption
 
+from . import compat
 from .causal import request_capture, take_captured
 from .classifier import PRIMARY
 from .engine import RoutingEngine
+from .failover import recover_read
 
 __all__ = ["RoutingSession", "sessionmaker", "UsePrimary"]
 
@@ -60,12 +62,11 @@ class RoutingSession(Session):
                 f"routing_engine must be a rwsplit RoutingEngine, got {type(routing_engine).__name__}"
             )
         self.routing_engine = routing_engine
-        self.rwsplit_state = routing_engine.new_state(
+        self.rwsplit_state = routing_engine._new_state(
             max_lag=max_lag, read_your_writes=read_your_writes, after=after
         )
         self._rwsplit_target: str | None = None
         self._rwsplit_call: tuple[Any, str | None] = (None, None)
-        self._rwsplit_decide = routing_engine.router.decide
         self._rwsplit_engines = routing_engine.engines
         super().__init__(bind=routing_engine.primary if bind is None else bind, **kw)
 
@@ -82,23 +83,24 @@ class RoutingSession(Session):
         """Pick the engine for one statement; flushes, bulk operations and raw connections get the primary."""
         if bind is not None:
             return bind
+        engine = self.routing_engine
         state = self.rwsplit_state
-        if clause is None or self._flushing:
-            if self._flushing or mapper is not None:  # a flush or a bulk_* operation writes
+        if clause is None or compat.flushing(self):
+            if compat.flushing(self) or mapper is not None:  # a flush or a bulk_* operation writes
                 state.wrote()
             else:  # get_bind() without a statement: the transaction stays on the primary
                 state.bind_transaction()
             self._rwsplit_target = PRIMARY
-            return self.routing_engine.primary
+            return engine.primary
         options, hint = self._rwsplit_call
         if options is None:
-            options = getattr(clause, "_execution_options", None)
-        decision = self._rwsplit_decide(clause, state, options, hint or self._load_hint(clause))
+            options = compat.statement_options(clause)
+        decision = engine.router.decide(clause, state, options, hint or self._load_hint(clause))
         if decision.writes:
             state.ran_on_primary(decision.effect)
         elif decision.wait_for is not None:
             replica = self._rwsplit_engines[decision.target]
-            decision = self.routing_engine.await_position(
+            decision = engine._await_position(
                 state,
                 decision,
                 lambda: self.connection(bind_arguments={"bind": replica}),
@@ -107,7 +109,7 @@ class RoutingSession(Session):
         target = self._rwsplit_target = decision.target
         if target != PRIMARY:
             return self._rwsplit_engines[target]
-        return self.routing_engine.bind_for(decision, state)
+        return engine._bind_for(decision, state)
 
     def consistency_token(self) -> str:
         """An opaque token of the latest position this session wrote or observed (causal mode).
@@ -115,24 +117,22 @@ class RoutingSession(Session):
         Send it with the next request and pass it to ``Session(after=token)``,
         :meth:`advance` or :func:`rwsplit.consistency`.
         """
-        return self.routing_engine.encode_token(self.rwsplit_state.position)
+        return self.routing_engine._encode_token(self.rwsplit_state.position)
 
     def advance(self, token: str) -> None:
         """Make this session's later reads see at least the position in ``token``."""
-        self.rwsplit_state.advance(self.routing_engine.decode_token(token))
+        self.rwsplit_state.advance(self.routing_engine._decode_token(token))
 
     def _load_hint(self, clause: Any) -> str | None:
         """A reason to read from the primary that the statement itself carries, else None."""
-        for option in getattr(clause, "_with_options", ()):
+        for option in compat.user_options(clause):
             if isinstance(option, UsePrimary):
                 return "UsePrimary option"
         if self.rwsplit_state.session_wrote and self.rwsplit_state.mode != "causal":
-            # ORMExecuteState.is_column_load / is_relationship_load read these same attributes.
-            opts = getattr(clause, "_compile_options", None)
-            if getattr(opts, "_for_refresh_state", False):
+            load = compat.orm_load(clause)
+            if load == "refresh":
                 return "refresh after this session wrote"
-            path = getattr(opts, "_current_path", None)
-            if path is not None and not path.is_root:
+            if load == "relationship":
                 return "relationship load after this session wrote"
         return None
 
@@ -154,7 +154,7 @@ class RoutingSession(Session):
         saved = self._rwsplit_call
         call_options = kw.get("execution_options") or None
         if call_options is not None:
-            own = getattr(statement, "_execution_options", None)
+            own = compat.statement_options(statement)
             call_options = {**own, **call_options} if own else call_options
         self._rwsplit_call = (call_options, None)
         try:
@@ -168,7 +168,8 @@ class RoutingSession(Session):
                 return run(self, statement, params, **kw)
 
             engines = self._rwsplit_engines
-            return self.routing_engine.recover_read(
+            return recover_read(
+                self.routing_engine,
                 state,
                 exc,
                 attempt,
@@ -198,11 +199,8 @@ class RoutingSession(Session):
     @contextlib.contextmanager
     def use_primary(self) -> Iterator[RoutingSession]:
         """Within the block every statement of this session goes to the primary."""
-        self.rwsplit_state.forced += 1
-        try:
+        with self.rwsplit_state.primary_only():
             yield self
-        finally:
-            self.rwsplit_state.forced -= 1
 
     @property
     def last_target(self) -> str | None:
@@ -226,13 +224,14 @@ def _forget_connection(session: Session, engine: Any) -> None:
     """
     trans: SessionTransaction | None = session.get_nested_transaction() or session.get_transaction()
     while trans is not None:
-        entry = trans._connections.pop(engine, None)
+        connections = compat.transaction_connections(trans)
+        entry = connections.pop(engine, None)
         if entry is not None:
-            trans._connections.pop(entry[0], None)
+            connections.pop(entry[0], None)
             with contextlib.suppress(Exception):
                 entry[0].invalidate()
                 entry[0].close()
-        trans = trans._parent
+        trans = trans.parent
 
 
 def _causal_commit(session: Session) -> bool:
@@ -255,7 +254,8 @@ def _after_commit(session: Session) -> None:
     if _causal_commit(session):
         captured = take_captured()
         assert isinstance(session, RoutingSession)
-        session.rwsplit_state.committed(session.routing_engine.parse_position(captured) if captured else None)
+        position = session.routing_engine._parse_position(captured) if captured else None
+        session.rwsplit_state.committed(position)
 
 
 @event.listens_for(RoutingSession, "after_transaction_end")

@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from .._validate import check_count, check_seconds
-from ..engine import _mask, coerce_servers
+from ..urls import coerce_servers, mask_url
 
 STRATEGIES = ("primary", "naive", "session", "causal")
 RWSPLIT_STRATEGIES = ("session", "causal")
@@ -151,7 +151,7 @@ class BenchConfig:
         )
         for option, url in (("--primary", primary), *(("--replica", r) for r in replicas)):
             if not url.database:
-                raise ValueError(f"{option} {_mask(url)} names no database; the bench table goes there")
+                raise ValueError(f"{option} {mask_url(url)} names no database; the bench table goes there")
 
     def _check_injections(self) -> None:
         count = self.replica_count
@@ -229,7 +229,7 @@ class BenchConfig:
 
     def describe(self) -> dict[str, Any]:
         """The options, JSON-shaped, with passwords masked."""
-        masked_primary = None if self.primary is None else _mask(sa.make_url(self.primary))
+        masked_primary = None if self.primary is None else mask_url(sa.make_url(self.primary))
         return {
             "threads": self.threads,
             "duration": self.duration,
@@ -240,7 +240,7 @@ class BenchConfig:
             "strategies": list(self.strategies),
             "sandbox": self.sandbox,
             "primary": masked_primary,
-            "replicas": [_mask(sa.make_url(r)) for r in self.replicas],
+            "replicas": [mask_url(sa.make_url(r)) for r in self.replicas],
             "injections": self.injections(),
             "json": None if self.json_path is None else str(self.json_path),
             "plot": None if self.plot_path is None else str(self.plot_path),

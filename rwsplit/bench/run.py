@@ -17,11 +17,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
-from ..engine import _mask
 from ..engine import create_engine as create_routing_engine
 from ..errors import RwsplitError, describe_error
 from ..sandbox import Sandbox
 from ..session import sessionmaker as routing_sessionmaker
+from ..urls import mask_url
 from .config import SANDBOX_REPLICAS, BenchConfig
 from .injection import _PauseSchedule, _Replication
 from .report import _plot
@@ -76,7 +76,7 @@ def check_servers(primary: str, replicas: Sequence[str]) -> None:
             with engine.connect() as conn:
                 conn.execute(sa.text("SELECT 1"))
         except (SQLAlchemyError, pymysql.MySQLError, OSError) as exc:
-            raise ValueError(f"cannot connect to {name} {_mask(url)}: {describe_error(exc)}") from None
+            raise ValueError(f"cannot connect to {name} {mask_url(url)}: {describe_error(exc)}") from None
         finally:
             engine.dispose()
 
@@ -294,8 +294,8 @@ class _Run:
                 "excluded": excluded,
             }
         config = self.config.describe()
-        config["primary"] = _mask(self.primary_url)
-        config["replicas"] = [_mask(u) for u in self.replica_urls]
+        config["primary"] = mask_url(self.primary_url)
+        config["replicas"] = [mask_url(u) for u in self.replica_urls]
         config["table"] = self.table.name
         return {"config": config, "strategies": strategies, "replicas": replicas}
 

@@ -182,10 +182,10 @@ def test_request_scope_waits_for_the_token_and_advances(
         with Session() as s:  # a second session in the same request sees the first one's write
             assert s.execute(sa.select(Doc.version).where(Doc.id == pk)).scalar() == 5
         later = scope.token()
-    assert causal.decode_token(later).covers(causal.decode_token(first))
-    assert not causal.decode_token(first).covers(causal.decode_token(later))
+    assert causal._decode_token(later).covers(causal._decode_token(first))
+    assert not causal._decode_token(first).covers(causal._decode_token(later))
     merged = rwsplit.merge_tokens(first, later)
-    assert causal.decode_token(merged) == causal.decode_token(later)
+    assert causal._decode_token(merged) == causal._decode_token(later)
 
 
 def test_core_connection_in_causal_mode(sandbox: Sandbox, causal: rwsplit.RoutingEngine) -> None:
@@ -238,11 +238,11 @@ def test_bad_tokens_are_rejected_clearly(causal: rwsplit.RoutingEngine, mangle, 
         token = s.consistency_token()
     bad = mangle(token)
     with pytest.raises(ValueError, match=message):
-        causal.decode_token(bad)
+        causal._decode_token(bad)
     with pytest.raises(ValueError, match=message):
         rwsplit.sessionmaker(causal)(after=bad)
     with pytest.raises(TypeError):
-        causal.decode_token(None)  # type: ignore[arg-type]
+        causal._decode_token(None)  # type: ignore[arg-type]
 
 
 def test_a_token_never_sends_a_write_to_a_replica(sandbox: Sandbox, causal: rwsplit.RoutingEngine) -> None:

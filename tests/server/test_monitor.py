@@ -277,7 +277,7 @@ def test_least_outstanding_sends_new_sessions_away_from_a_busy_replica(
     busy = Session()
     try:
         first = _where(busy, sandbox)  # holds a connection of that replica until closed
-        assert engine.in_flight(first) == 1
+        assert engine._in_flight(first) == 1
         other = {"replica1": "replica2", "replica2": "replica1"}[first]
         for _ in range(20):
             s = Session()

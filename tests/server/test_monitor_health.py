@@ -222,8 +222,8 @@ def test_a_slow_read_on_a_live_replica_is_the_callers_error_not_a_failover(
     caught_up()
     eng = _engine(sandbox, connect_args={"read_timeout": 1})
     reports: list[str] = []
-    original = eng.report_replica_failure
-    eng.report_replica_failure = lambda name, exc: (reports.append(name), original(name, exc))  # type: ignore[method-assign]
+    original = eng._report_replica_failure
+    eng._report_replica_failure = lambda name, exc: (reports.append(name), original(name, exc))  # type: ignore[method-assign]
     lockers = [sandbox.connect(n) for n in (1, 2)]
     try:
         for conn in lockers:  # the table is locked on both replicas: a read there waits
@@ -282,7 +282,7 @@ def test_a_replica_refusing_new_connections_fails_over_and_stays_out_until_one_w
                 break
     try:
         assert "replica1" in _eligible_names(eng)  # the monitor's old connection still works
-        busy = eng.engine_for("replica2").connect()  # least outstanding now picks replica1
+        busy = eng.engines["replica2"].connect()  # least outstanding now picks replica1
         try:
             with rwsplit.sessionmaker(eng)(read_your_writes="off") as s:
                 assert s.execute(sa.text(f"SELECT COUNT(*) FROM {TABLE}")).scalar() == 1

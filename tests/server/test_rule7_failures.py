@@ -160,8 +160,8 @@ def test_failed_replica_reads_retry_within_bounds_then_use_the_primary(
         sandbox.primary_url, replicas=sandbox.replica_urls, retry=rwsplit.Retry(replica_attempts=attempts)
     )
     reports: list[str] = []
-    original = eng.report_replica_failure
-    eng.report_replica_failure = lambda name, exc: (reports.append(name), original(name, exc))  # type: ignore[method-assign]
+    original = eng._report_replica_failure
+    eng._report_replica_failure = lambda name, exc: (reports.append(name), original(name, exc))  # type: ignore[method-assign]
     try:
         with rwsplit.sessionmaker(eng)(read_your_writes="off") as s, eng.connect() as conn:
             assert s.execute(sa.text("SELECT 1")).scalar() == 1

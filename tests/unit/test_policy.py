@@ -1,10 +1,10 @@
-"""rwsplit.policy: settings validation and Retry."""
+"""rwsplit.policy: RoutingPolicy validates its settings."""
 
 from __future__ import annotations
 
 import pytest
 
-from rwsplit.policy import Retry, RoutingPolicy
+from rwsplit.policy import RoutingPolicy
 
 
 @pytest.mark.parametrize(
@@ -23,18 +23,3 @@ from rwsplit.policy import Retry, RoutingPolicy
 def test_policy_validation(kwargs: dict, exc: type, message: str) -> None:
     with pytest.raises(exc, match=message):
         RoutingPolicy(**kwargs)
-
-
-@pytest.mark.parametrize(
-    "kwargs",
-    [{"replica_attempts": -1}, {"primary_attempts": 0}, {"backoff": -1}, {"primary_timeout": 0}],
-)
-def test_retry_validation(kwargs: dict) -> None:
-    with pytest.raises(ValueError, match="Retry"):
-        Retry(**kwargs)
-
-
-def test_retry_is_immutable() -> None:
-    r = Retry()
-    with pytest.raises(AttributeError):
-        r.replica_attempts = 5  # type: ignore[misc]

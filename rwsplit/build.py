@@ -1,0 +1,89 @@
+"""Construction helpers of ``create_engine``: engine options, dialect patches and monitor specs.
+
+What :func:`rwsplit.create_engine` does to each SQLAlchemy Engine before the routing engine
+owns it, kept apart so that :mod:`rwsplit.engine` reads as the engine's behaviour.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from sqlalchemy.engine import URL, Connection, Engine
+
+from .compat import wrap_dialect
+from .state import ServerSpec
+from .urls import mask_url
+
+
+def bounded_connect_args(engine_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """PyMySQL waits forever on a server that stopped answering; rwsplit bounds every wait."""
+    args = dict(engine_kwargs.get("connect_args") or {})
+    args.setdefault("connect_timeout", 2)
+    args.setdefault("read_timeout", 60)
+    args.setdefault("write_timeout", 60)
+    return args
+
+
+def no_transaction_control(engine: Engine) -> None:
+    """An AUTOCOMMIT engine has no transaction: COMMIT and savepoints never reach its server.
+
+    Sessions enrol every engine they read from in their transaction; without this, their commit
+    (and begin_nested) would send COMMIT/SAVEPOINT to replica connections, where a dead connection
+    could fail or misreport the primary's commit. A connection switched out of autocommit
+    (``read_snapshot``) keeps normal transaction control.
+    """
+    autocommit = engine.dialect.detect_autocommit_setting
+
+    def commit_op(commit: Callable[[Any], None]) -> Callable[[Any], None]:
+        def do_commit(dbapi_connection: Any) -> None:
+            if not autocommit(dbapi_connection):
+                commit(dbapi_connection)
+
+        return do_commit
+
+    def savepoint_op(original: Callable[[Connection, str], None]) -> Callable[[Connection, str], None]:
+        def op(connection: Connection, name: str) -> None:
+            dbapi_connection = connection.connection.dbapi_connection
+            if dbapi_connection is None or not autocommit(dbapi_connection):
+                original(connection, name)
+
+        return op
+
+    wrap_dialect(engine, "do_commit", commit_op)
+    for name in ("do_savepoint", "do_release_savepoint", "do_rollback_to_savepoint"):
+        wrap_dialect(engine, name, savepoint_op)
+
+
+def fresh_connection_check(engine: Engine, connect_args: Mapping[str, Any]) -> Callable[[], None]:
+    """Open and close one new DBAPI connection as ``engine`` would (same URL and connect_args)."""
+
+    def check() -> None:
+        cargs, cparams = engine.dialect.create_connect_args(engine.url)
+        conn = engine.dialect.connect(*cargs, **{**cparams, **connect_args})
+        conn.close()
+
+    return check
+
+
+def checked_out(engines: Mapping[str, Engine], name: str) -> int:
+    """Connections of that server's pool checked out right now."""
+    checkedout = getattr(engines[name].pool, "checkedout", None)
+    return int(checkedout()) if checkedout is not None else 0
+
+
+def server_spec(
+    name: str, role: str, url: URL, user: str | None, password: str | None, ssl: Any
+) -> ServerSpec:
+    """What the monitor needs to probe one server (its own credentials may differ from the app's)."""
+    return ServerSpec(
+        name=name,
+        role=role,
+        url=mask_url(url),
+        host=url.host or "localhost",
+        port=int(url.port or 3306),
+        user=user if user is not None else (url.username or ""),
+        password=password if password is not None else (url.password or ""),
+        unix_socket=url.query.get("unix_socket"),  # type: ignore[arg-type]
+        ssl=ssl,
+    )

@@ -1,0 +1,240 @@
+"""Failover: the Retry policy, which errors mean "connection failed", and the retry loops.
+
+As urllib3's ``util/retry.py``: the immutable policy, the error classification it retries on,
+and the loops that apply it (replica reads tried elsewhere, primary connects with backoff).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pymysql
+import tenacity
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
+
+from ._validate import check_count, check_seconds
+from .classifier import PRIMARY
+from .compat import wrap_dialect
+from .errors import PrimaryUnavailable
+
+if TYPE_CHECKING:
+    from .consistency_state import ConsistencyState
+    from .engine import RoutingEngine
+    from .monitor import Monitor
+
+__all__ = ["Retry", "is_connection_error"]
+
+_CONNECTION_ERRNOS = frozenset({1053, 1927, 2003, 2006, 2013, 2055})
+_AT_CONNECT = "_rwsplit_at_connect"  # set on a driver error raised while opening a replica connection
+_READ_TIMEOUTS: weakref.WeakKeyDictionary[Engine, float] = weakref.WeakKeyDictionary()
+
+
+@dataclass(frozen=True)
+class Retry:
+    """How hard to try before giving up (immutable, like urllib3's ``Retry``).
+
+    ``replica_attempts``/``replica_timeout``: other replicas tried (at most that many, for at most
+    that long) for a read that failed with a connection error before it goes to the primary.
+    ``primary_attempts``/``backoff``/``max_backoff``/``primary_timeout``: new
+    connections to the primary are retried with exponential backoff until either bound is hit,
+    then :class:`~rwsplit.errors.PrimaryUnavailable` is raised. A statement that may have reached
+    the primary is never re-sent.
+    """
+
+    replica_attempts: int = 2
+    replica_timeout: float = 5.0
+    primary_attempts: int = 4
+    backoff: float = 0.1
+    max_backoff: float = 1.0
+    primary_timeout: float = 3.0
+
+    def __post_init__(self) -> None:
+        check_count("Retry.replica_attempts", self.replica_attempts, 0, 100)
+        check_seconds("Retry.replica_timeout", self.replica_timeout, allow_zero=False)
+        check_count("Retry.primary_attempts", self.primary_attempts, 1, 100)
+        check_seconds("Retry.backoff", self.backoff)
+        check_seconds("Retry.max_backoff", self.max_backoff)
+        check_seconds("Retry.primary_timeout", self.primary_timeout, allow_zero=False)
+
+    def _primary_connects(self) -> tenacity.Retrying:
+        """Connection errors of a new primary connection, retried with bounded exponential backoff."""
+        return tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self.primary_attempts)
+            | tenacity.stop_after_delay(self.primary_timeout),
+            wait=tenacity.wait_exponential(multiplier=self.backoff, max=self.max_backoff),
+            retry=tenacity.retry_if_exception(is_connection_error),
+            reraise=True,
+        )
+
+    def _replica_reads(self) -> tenacity.Retrying:
+        """A read whose replica failed, tried on other replicas within the replica bounds."""
+        return tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self.replica_attempts)
+            | tenacity.stop_after_delay(self.replica_timeout),
+            retry=tenacity.retry_if_exception_type(_ReplicaReadFailed),
+            reraise=True,
+        )
+
+
+class _ReplicaReadFailed(Exception):
+    """A read failed on a replica's connection: the one exception tenacity retries elsewhere."""
+
+
+# ------------------------------------------------------------------ error classification
+def is_connection_error(exc: BaseException) -> bool:
+    """True for errors that say the connection failed (not the statement).
+
+    Any error while opening a replica connection counts (refused, too many connections, access
+    denied …): no statement ran, so the read may go elsewhere.
+    """
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        if exc.orig is not None:
+            exc = exc.orig
+    if getattr(exc, _AT_CONNECT, False):
+        return True
+    if isinstance(exc, pymysql.err.InterfaceError):
+        return True
+    if isinstance(exc, pymysql.err.OperationalError) and exc.args:
+        return exc.args[0] in _CONNECTION_ERRNOS
+    return isinstance(exc, (ConnectionError, TimeoutError))
+
+
+def at_connect(exc: BaseException) -> bool:
+    """Did this error come from opening a new replica connection (marked at ``do_connect``)?"""
+    return bool(getattr(getattr(exc, "orig", exc), _AT_CONNECT, False))
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """A statement ran past ``read_timeout``/``write_timeout`` (errno 2013 "... (timed out)")."""
+    orig = getattr(exc, "orig", exc)
+    args: tuple[Any, ...] = getattr(orig, "args", ())
+    return len(args) >= 2 and args[0] == 2013 and "timed out" in str(args[1])
+
+
+def _slow_statement(monitor: Monitor, replica: Engine, name: str, exc: BaseException) -> bool:
+    """A timed-out read on a replica the monitor probed fine after the read began: the statement
+    was slow (the caller's error), the server is alive. A frozen server fails its probes."""
+    if not _timed_out(exc):
+        return False
+    state = monitor.snapshot().replica(name)
+    if state is None or not state.reachable or state.tripped or state.measured_at is None:
+        return False
+    return state.measured_at > time.time() - _READ_TIMEOUTS.get(replica, 60.0)
+
+
+def mark_connect_errors(engine: Engine, read_timeout: float) -> None:
+    """Errors while opening a replica connection are marked, whatever the driver raises.
+
+    The dialect's own ``connect`` is wrapped (not a ``do_connect`` listener): an event listener
+    would make SQLAlchemy dispatch dialect events on every statement of that engine.
+    ``read_timeout`` tells a slow statement from a dead server (:func:`_slow_statement`).
+    """
+
+    def marking(connect: Callable[..., Any]) -> Callable[..., Any]:
+        def marked_connect(*cargs: Any, **cparams: Any) -> Any:
+            try:
+                return connect(*cargs, **cparams)
+            except Exception as exc:
+                with contextlib.suppress(AttributeError, TypeError):
+                    setattr(exc, _AT_CONNECT, True)
+                raise
+
+        return marked_connect
+
+    wrap_dialect(engine, "connect", marking)
+    _READ_TIMEOUTS[engine] = read_timeout
+
+
+# ------------------------------------------------------------------ retry loops
+def retrying_connect(engine: Engine, retry: Retry, masked: str) -> None:
+    """New primary connections retry connection errors with bounded backoff, then PrimaryUnavailable."""
+
+    @event.listens_for(engine, "do_connect")
+    def _connect(dialect: Any, conn_rec: Any, cargs: Any, cparams: Any) -> Any:
+        started = time.monotonic()
+        retrying = retry._primary_connects()
+        try:
+            return retrying(dialect.connect, *cargs, **cparams)
+        except pymysql.MySQLError as exc:
+            if not is_connection_error(exc):
+                raise
+            attempts = retrying.statistics.get("attempt_number", 1)
+            raise PrimaryUnavailable(
+                f"primary {masked} unreachable after {attempts} attempts in "
+                f"{time.monotonic() - started:.1f} s: {exc.args[-1] if exc.args else exc}"
+            ) from None
+
+
+def replica_failed(
+    engine: RoutingEngine,
+    state: ConsistencyState,
+    target: str,
+    exc: BaseException,
+    forget: Callable[[str], None],
+) -> bool:
+    """A replica's connection failed under a statement: True once it is out, at once for everyone
+    and for good for this transaction; False for a slow statement on a live replica (its
+    connection is only forgotten)."""
+    forget_only = _slow_statement(engine.monitor, engine.engines[target], target, exc)
+    if not forget_only:
+        engine._report_replica_failure(target, exc)
+        state.replica_failed(target)
+    forget(target)
+    return not forget_only
+
+
+def _replica_out(
+    engine: RoutingEngine,
+    state: ConsistencyState,
+    exc: BaseException,
+    last_target: Callable[[], str | None],
+    forget: Callable[[str], None],
+) -> bool:
+    """The last attempt failed on a replica's connection and that replica is now out: the read may
+    go elsewhere. False for errors of the statement, of the primary, or of a slow statement."""
+    target = last_target()
+    if target is None or target == PRIMARY or not is_connection_error(exc):
+        return False
+    return replica_failed(engine, state, target, exc, forget)
+
+
+def recover_read(
+    engine: RoutingEngine,
+    state: ConsistencyState,
+    error: DBAPIError,
+    attempt: Callable[[str | None], Any],
+    last_target: Callable[[], str | None],
+    forget: Callable[[str], None],
+) -> Any:
+    """After a failed statement: re-raise, or retry a failed replica read elsewhere.
+
+    ``attempt(hint)`` runs the statement once more, routed afresh (``hint`` sends it to the
+    primary); ``last_target()`` says where the last attempt went; ``forget(name)`` drops that
+    replica's dead connection. Other replicas are tried within ``Retry.replica_attempts``/
+    ``replica_timeout``, then the primary. Nothing that failed on the primary is re-sent.
+    """
+    from .router import RETRIED_ON_PRIMARY  # router imports policy, which imports Retry from here
+
+    if not _replica_out(engine, state, error, last_target, forget):
+        raise error
+    retry = engine.policy.retry
+    if retry.replica_attempts:
+        with contextlib.suppress(_ReplicaReadFailed):
+            for trying in retry._replica_reads():
+                with trying:
+                    try:
+                        return attempt(None)
+                    except DBAPIError as exc:
+                        if not _replica_out(engine, state, exc, last_target, forget):
+                            raise
+                        raise _ReplicaReadFailed from exc
+    return attempt(RETRIED_ON_PRIMARY)
