@@ -7,6 +7,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 from waiting import wait_for
 
@@ -60,10 +61,10 @@ def cli(
     )
 
 
-def add_item(on_primary: Callable[..., object], name: str, *labels: str) -> int:
+def add_item(on_primary: Callable[..., Any], name: str, *labels: str) -> int:
     """Insert an Item (and its Parts) on the primary over an admin connection; return its id."""
     on_primary("INSERT INTO test_ru_item (name) VALUES (%s)", name)
-    item_id = int(on_primary("SELECT id FROM test_ru_item WHERE name = %s", name))  # type: ignore[arg-type]
+    item_id = int(on_primary("SELECT id FROM test_ru_item WHERE name = %s", name))
     for label in labels:
         on_primary("INSERT INTO test_ru_part (item_id, label) VALUES (%s, %s)", item_id, label)
     return item_id

@@ -57,4 +57,5 @@ def slave_status(sandbox: Sandbox, n: int) -> dict[str, Any]:
     with sandbox.connect(n) as conn, conn.cursor() as cur:
         cur.execute("SHOW SLAVE STATUS")
         row = cur.fetchone()
+        assert row is not None and cur.description is not None
         return dict(zip([d[0] for d in cur.description], row, strict=True))

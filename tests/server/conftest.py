@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -81,7 +82,7 @@ def make_engine(
     are caught up and eligible."""
     made: list[rwsplit.RoutingEngine] = []
 
-    def make(*, wait: bool = True, **kw: object) -> rwsplit.RoutingEngine:
+    def make(*, wait: bool = True, **kw: Any) -> rwsplit.RoutingEngine:
         kw.setdefault("monitor_interval", FAST)
         e = rwsplit.create_engine(sandbox.primary_url, replicas=sandbox.replica_urls, **kw)
         made.append(e)
@@ -101,7 +102,9 @@ def add_user(engine: rwsplit.RoutingEngine, caught_up: Callable[..., None]) -> C
 
     def add(name: str | None = None, emails: tuple[str, ...] = ()) -> int:
         with engine.primary.begin() as conn:
-            uid = conn.execute(insert(User).values(name=name or unique())).inserted_primary_key[0]
+            key = conn.execute(insert(User).values(name=name or unique())).inserted_primary_key
+            assert key is not None
+            uid = key[0]
             for email in emails:
                 conn.execute(insert(Address).values(user_id=uid, email=email))
         caught_up()
