@@ -281,8 +281,10 @@ def _transaction_ended(session: Session, transaction: SessionTransaction) -> Non
 def sessionmaker(engine: RoutingEngine, **kw: Any) -> sqlalchemy.orm.sessionmaker[RoutingSession]:
     """A ``sqlalchemy.orm.sessionmaker`` of :class:`RoutingSession` bound to a routing engine.
 
-    Keywords are sessionmaker's (``expire_on_commit``, ``autoflush``, ``class_`` of a
-    RoutingSession subclass, …) plus ``max_lag`` and ``read_your_writes`` defaults.
+    ``engine``: the :class:`~rwsplit.RoutingEngine` from :func:`rwsplit.create_engine`.
+    ``**kw``: sessionmaker's keywords (``expire_on_commit``, ``autoflush``, ``class_`` — a
+    RoutingSession subclass …) plus per-session defaults ``max_lag``, ``read_your_writes`` and
+    ``after`` (a consistency token), which each ``Session(...)`` call may override.
     """
     if not isinstance(engine, RoutingEngine):
         raise TypeError(f"rwsplit.sessionmaker needs a RoutingEngine, got {type(engine).__name__}")
