@@ -7,9 +7,17 @@ reads its own writes::
     Session = rwsplit.sessionmaker(engine)
 """
 
+import warnings
+
 from ._version import __version__
-from .balancer import LeastOutstanding, Random, RoundRobin, Weighted
-from .causal import consistency, merge_tokens
+from .balancer import (
+    Balancer,
+    LeastOutstandingBalancer,
+    RandomBalancer,
+    RoundRobinBalancer,
+    WeightedBalancer,
+)
+from .causal import ConsistencyScope, consistency, merge_tokens
 from .classifier import Route, classify
 from .connection import RoutingConnection, RoutingTransaction
 from .consistency_state import pin_primary_until, pinned_until
@@ -39,17 +47,35 @@ __all__ = [
     "UsePrimary",
     "Retry",
     "consistency",
+    "ConsistencyScope",
     "merge_tokens",
     "parse_url_list",
     "pinned_until",
     "pin_primary_until",
-    "LeastOutstanding",
-    "RoundRobin",
-    "Random",
-    "Weighted",
+    "Balancer",
+    "LeastOutstandingBalancer",
+    "RoundRobinBalancer",
+    "RandomBalancer",
+    "WeightedBalancer",
     "RwsplitError",
     "PrimaryUnavailable",
     "NoReplicaAvailable",
     "SandboxError",
     "ServerBinariesNotFound",
 ]
+
+_RENAMED = {
+    "LeastOutstanding": LeastOutstandingBalancer,
+    "RoundRobin": RoundRobinBalancer,
+    "Random": RandomBalancer,
+    "Weighted": WeightedBalancer,
+}
+
+
+def __getattr__(name: str) -> object:
+    """The balancers' names before 0.2 still work for now, with a DeprecationWarning."""
+    if name in _RENAMED:
+        new = _RENAMED[name]
+        warnings.warn(f"rwsplit.{name} is now rwsplit.{new.__name__}", DeprecationWarning, stacklevel=2)
+        return new
+    raise AttributeError(f"module 'rwsplit' has no attribute {name!r}")

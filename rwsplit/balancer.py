@@ -16,10 +16,10 @@ from typing import Protocol
 
 __all__ = [
     "Balancer",
-    "LeastOutstanding",
-    "RoundRobin",
-    "Random",
-    "Weighted",
+    "LeastOutstandingBalancer",
+    "RoundRobinBalancer",
+    "RandomBalancer",
+    "WeightedBalancer",
     "resolve_balancer",
     "BALANCERS",
 ]
@@ -34,7 +34,7 @@ class Balancer(Protocol):
     def __call__(self, candidates: Sequence[str], in_flight: Mapping[str, int]) -> str: ...
 
 
-class LeastOutstanding:
+class LeastOutstandingBalancer:
     """Power of two random choices by in-flight count: near-optimal load, no herd on one server."""
 
     def __init__(self, rng: random.Random | None = None) -> None:
@@ -54,10 +54,10 @@ class LeastOutstanding:
         return a if fa < fb else b
 
     def __repr__(self) -> str:
-        return "LeastOutstanding()"
+        return "LeastOutstandingBalancer()"
 
 
-class RoundRobin:
+class RoundRobinBalancer:
     """Each eligible replica in turn (thread-safe counter)."""
 
     def __init__(self) -> None:
@@ -70,10 +70,10 @@ class RoundRobin:
         return candidates[i % len(candidates)]
 
     def __repr__(self) -> str:
-        return "RoundRobin()"
+        return "RoundRobinBalancer()"
 
 
-class Random:
+class RandomBalancer:
     """A uniformly random eligible replica."""
 
     def __init__(self, rng: random.Random | None = None) -> None:
@@ -83,10 +83,10 @@ class Random:
         return candidates[self._rng.randrange(len(candidates))]
 
     def __repr__(self) -> str:
-        return "Random()"
+        return "RandomBalancer()"
 
 
-class Weighted:
+class WeightedBalancer:
     """Random in proportion to per-replica weights (name → weight ≥ 0; missing names weigh 1)."""
 
     def __init__(self, weights: Mapping[str, float], rng: random.Random | None = None) -> None:
@@ -107,13 +107,13 @@ class Weighted:
         return self._rng.choices(candidates, weights)[0]
 
     def __repr__(self) -> str:
-        return f"Weighted({self.weights!r})"
+        return f"WeightedBalancer({self.weights!r})"
 
 
 BALANCERS: dict[str, Callable[[], Balancer]] = {
-    "least_outstanding": LeastOutstanding,
-    "round_robin": RoundRobin,
-    "random": Random,
+    "least_outstanding": LeastOutstandingBalancer,
+    "round_robin": RoundRobinBalancer,
+    "random": RandomBalancer,
 }
 
 
@@ -123,7 +123,7 @@ def resolve_balancer(spec: str | Balancer, weights: Mapping[str, float] | None =
         if spec == "weighted":
             if weights is None:
                 raise ValueError("balancer='weighted' needs weights={'replica1': 2, …}")
-            return Weighted(weights)
+            return WeightedBalancer(weights)
         if spec not in BALANCERS:
             accepted = ", ".join([*BALANCERS, "weighted"])
             raise ValueError(f"unknown balancer {spec!r}; accepted: {accepted}, or a callable")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -20,7 +20,17 @@ from .consistency_state import ConsistencyState
 from .failover import recover_read
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import CursorResult, ScalarResult
+    from sqlalchemy.sql.base import Executable
+    from sqlalchemy.sql.selectable import TypedReturnsRows
+    from typing_extensions import TypeVarTuple, Unpack
+
     from .engine import RoutingEngine
+
+    _Ts = TypeVarTuple("_Ts")
+    _AnyRow = tuple[Any, ...]
+
+_T = TypeVar("_T")
 
 __all__ = ["RoutingConnection", "RoutingTransaction"]
 
@@ -84,24 +94,79 @@ class RoutingConnection:
         self.last_target: str | None = None
 
     # ---------------------------------------------------------------- executing
+    @overload
+    def execute(
+        self,
+        statement: TypedReturnsRows[Unpack[_Ts]],
+        parameters: Any = None,
+        *,
+        execution_options: Mapping[str, Any] | None = None,
+    ) -> CursorResult[Unpack[_Ts]]: ...
+    @overload
+    def execute(
+        self,
+        statement: Executable,
+        parameters: Any = None,
+        *,
+        execution_options: Mapping[str, Any] | None = None,
+    ) -> CursorResult[Unpack[_AnyRow]]: ...
     def execute(self, statement: Any, parameters: Any = None, *, execution_options: Any = None) -> Any:
+        """``Connection.execute``, on the connection this statement routes to."""
         return self._route(
             statement,
             execution_options,
             lambda c: c.execute(statement, parameters, execution_options=execution_options),
         )
 
-    def exec_driver_sql(self, statement: str, parameters: Any = None, execution_options: Any = None) -> Any:
-        return self._route(
+    def exec_driver_sql(
+        self, statement: str, parameters: Any = None, execution_options: Mapping[str, Any] | None = None
+    ) -> CursorResult[Unpack[_AnyRow]]:
+        """``Connection.exec_driver_sql``, routed by the text of ``statement``."""
+        result: CursorResult[Unpack[_AnyRow]] = self._route(
             statement,
             execution_options,
             lambda c: c.exec_driver_sql(statement, parameters, execution_options),
         )
+        return result
 
+    @overload
+    def scalar(
+        self,
+        statement: TypedReturnsRows[_T],
+        parameters: Any = None,
+        *,
+        execution_options: Mapping[str, Any] | None = None,
+    ) -> _T | None: ...
+    @overload
+    def scalar(
+        self,
+        statement: Executable,
+        parameters: Any = None,
+        *,
+        execution_options: Mapping[str, Any] | None = None,
+    ) -> Any: ...
     def scalar(self, statement: Any, parameters: Any = None, *, execution_options: Any = None) -> Any:
+        """The first column of the first row (``Connection.scalar``), routed like :meth:`execute`."""
         return self.execute(statement, parameters, execution_options=execution_options).scalar()
 
+    @overload
+    def scalars(
+        self,
+        statement: TypedReturnsRows[_T],
+        parameters: Any = None,
+        *,
+        execution_options: Mapping[str, Any] | None = None,
+    ) -> ScalarResult[_T]: ...
+    @overload
+    def scalars(
+        self,
+        statement: Executable,
+        parameters: Any = None,
+        *,
+        execution_options: Mapping[str, Any] | None = None,
+    ) -> ScalarResult[Any]: ...
     def scalars(self, statement: Any, parameters: Any = None, *, execution_options: Any = None) -> Any:
+        """The first column of every row (``Connection.scalars``), routed like :meth:`execute`."""
         return self.execute(statement, parameters, execution_options=execution_options).scalars()
 
     def _options(self, statement: Any, execution_options: Any) -> Mapping[str, Any] | None:

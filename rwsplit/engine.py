@@ -21,7 +21,7 @@ from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from ._validate import check_choice, check_seconds
-from .balancer import Weighted, resolve_balancer
+from .balancer import Balancer, WeightedBalancer, resolve_balancer
 from .build import (
     bounded_connect_args,
     checked_out,
@@ -310,7 +310,7 @@ def create_engine(
     fallback: str = "primary",
     pin_window: float = 0.0,
     causal_timeout: float = 0.05,
-    balancer: Any = "least_outstanding",
+    balancer: str | Balancer = "least_outstanding",
     weights: Mapping[str, float] | None = None,
     monitor_interval: float = 0.5,
     monitor_timeout: float = 1.0,
@@ -326,8 +326,32 @@ def create_engine(
 ) -> RoutingEngine:
     """Build a routing engine: writes to ``url`` (the primary), lag-bounded reads to ``replicas``.
 
-    ``engine_kwargs`` go to :func:`sqlalchemy.create_engine` for every server (pool sizes,
-    ``connect_args``, TLS …); replicas always run in ``AUTOCOMMIT``. See README for every option.
+    Bad values raise ``ValueError``/``TypeError`` here, naming what is accepted.
+
+    ``url``: the primary, a ``mysql``/``mariadb`` URL string or ``sqlalchemy.URL``.
+    ``replicas``: replica URLs, named ``replica1``, ``replica2`` … in this order (a list).
+    ``max_lag``: seconds a replica may be behind and still serve a read (default 1.0).
+    ``read_your_writes``: ``"session"`` (default: a session that wrote reads the primary until it
+    closes), ``"transaction"``, ``"off"`` or ``"causal"`` (replicas that have the session's writes).
+    ``fallback``: ``"primary"`` (default) or ``"error"`` when no replica is eligible.
+    ``pin_window``: seconds other sessions of this thread/task also read the primary after a write.
+    ``causal_timeout``: seconds a causal read waits on a replica before using the primary (0.05).
+    ``balancer``: ``"least_outstanding"`` (default), ``"round_robin"``, ``"random"``,
+    ``"weighted"`` or any :class:`~rwsplit.Balancer` callable.
+    ``weights``: ``{"replica1": 3, …}`` for the weighted balancer (implies it).
+    ``monitor_interval``: seconds between probes of each server (0.5; ≥ 0.05).
+    ``monitor_timeout``: connect/read timeout of one probe, seconds (1.0).
+    ``lag_source``: ``"auto"`` (default), ``"gtid"``, ``"heartbeat"`` or ``"seconds_behind"``.
+    ``heartbeat_table``: ``"db.heartbeat"`` written by pt-heartbeat, for ``lag_source="heartbeat"``.
+    ``monitor_user``, ``monitor_password``, ``monitor_ssl``: the monitor's account and TLS
+    (default: the URL's, and ``connect_args["ssl"]``).
+    ``read_only_functions``: stored functions/UDFs the app declares read-only (else they go to the
+    primary).
+    ``retry``: a :class:`~rwsplit.Retry` bounding replica read retries and primary connects.
+    ``cluster``: the cluster's name in consistency tokens (default: the primary's
+    ``host:port/database``); engines with the same name accept each other's tokens.
+    ``**engine_kwargs``: passed to :func:`sqlalchemy.create_engine` for every server (pool sizes,
+    ``connect_args``, TLS …); replicas always run in ``AUTOCOMMIT``.
     """
     if isinstance(replicas, (str, bytes, URL)):
         raise TypeError("replicas must be a list of URLs, not a single URL; write replicas=[url]")
@@ -368,7 +392,7 @@ def create_engine(
         if balancer == "least_outstanding":
             balancer = "weighted"
     chosen = resolve_balancer(balancer, weights)
-    if isinstance(chosen, Weighted) and weights is None:
+    if isinstance(chosen, WeightedBalancer) and weights is None:
         raise ValueError("balancer='weighted' needs weights={'replica1': 2, …}")
 
     connect_args = bounded_connect_args(engine_kwargs)

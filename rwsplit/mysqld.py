@@ -93,6 +93,8 @@ def initialise_datadirs(binaries: ServerBinaries, workdir: Path, datadirs: Seque
     """Initialise one data dir in ``workdir``, then copy it: parallel bootstraps collide on temp names."""
     template = workdir / ".template"
     log_path = workdir / "init.log"
+    tmpdir = workdir / ".template.tmp"  # never the shared /tmp: other bootstraps clean up there
+    tmpdir.mkdir(exist_ok=True)
     if binaries.flavor == "mariadb":
         assert binaries.install_db is not None
         cmd = [
@@ -105,6 +107,7 @@ def initialise_datadirs(binaries: ServerBinaries, workdir: Path, datadirs: Seque
         ]
     else:
         cmd = [binaries.server, "--no-defaults", "--initialize-insecure", f"--datadir={template}"]
+    cmd.append(f"--tmpdir={tmpdir}")
     if os.geteuid() == 0:
         cmd.append("--user=root")
     with open(log_path, "wb") as log:
@@ -116,6 +119,7 @@ def initialise_datadirs(binaries: ServerBinaries, workdir: Path, datadirs: Seque
     for datadir in datadirs:
         shutil.copytree(template, datadir, symlinks=True)
     shutil.rmtree(template)
+    shutil.rmtree(tmpdir)
     log_path.unlink()
 
 

@@ -9,11 +9,12 @@ connection failed. No ``do_orm_execute`` hook: it would cost more than the routi
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy.orm
 from sqlalchemy import event
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, SessionTransaction
 from sqlalchemy.orm.interfaces import UserDefinedOption
@@ -25,6 +26,8 @@ from .engine import RoutingEngine
 from .failover import recover_read
 
 __all__ = ["RoutingSession", "sessionmaker", "UsePrimary"]
+
+_O = TypeVar("_O", bound=object)
 
 
 class UsePrimary(UserDefinedOption):
@@ -136,14 +139,19 @@ class RoutingSession(Session):
                 return "relationship load after this session wrote"
         return None
 
-    def execute(self, statement: Any, params: Any = None, **kw: Any) -> Any:
-        return self._routed(Session.execute, statement, params, kw)
+    if not TYPE_CHECKING:  # type checkers see Session's own signatures (ScalarResult[int] …)
 
-    def scalars(self, statement: Any, params: Any = None, **kw: Any) -> Any:
-        return self._routed(Session.scalars, statement, params, kw)
+        def execute(self, statement, params=None, **kw):
+            """``Session.execute``: call-level options reach routing; failed replica reads are retried."""
+            return self._routed(Session.execute, statement, params, kw)
 
-    def scalar(self, statement: Any, params: Any = None, **kw: Any) -> Any:
-        return self._routed(Session.scalar, statement, params, kw)
+        def scalars(self, statement, params=None, **kw):
+            """``Session.scalars``, routed like :meth:`execute`."""
+            return self._routed(Session.scalars, statement, params, kw)
+
+        def scalar(self, statement, params=None, **kw):
+            """``Session.scalar``, routed like :meth:`execute`."""
+            return self._routed(Session.scalar, statement, params, kw)
 
     def _routed(self, run: Any, statement: Any, params: Any, kw: dict[str, Any]) -> Any:
         """Run one statement with call-level options visible to get_bind, retrying failed replica reads."""
@@ -179,14 +187,18 @@ class RoutingSession(Session):
         finally:
             self._rwsplit_call = saved
 
-    def connection(self, bind_arguments: Any = None, execution_options: Any = None) -> Any:
+    def connection(
+        self,
+        bind_arguments: dict[str, Any] | None = None,
+        execution_options: Mapping[str, Any] | None = None,
+    ) -> Connection:
         """``Session.connection()``: rwsplit cannot see what runs through it, so it counts as a write
         of unknown tables (the transaction stays on the primary; a ``"session"`` session is pinned)."""
         if not (bind_arguments and "bind" in bind_arguments):
             self.rwsplit_state.wrote()
         return super().connection(bind_arguments=bind_arguments, execution_options=execution_options)
 
-    def merge(self, instance: Any, *args: Any, **kw: Any) -> Any:
+    def merge(self, instance: _O, *args: Any, **kw: Any) -> _O:
         """``Session.merge`` whose load decides INSERT vs UPDATE: that read goes to the primary."""
         with self.use_primary():
             return super().merge(instance, *args, **kw)
@@ -269,8 +281,10 @@ def _transaction_ended(session: Session, transaction: SessionTransaction) -> Non
 def sessionmaker(engine: RoutingEngine, **kw: Any) -> sqlalchemy.orm.sessionmaker[RoutingSession]:
     """A ``sqlalchemy.orm.sessionmaker`` of :class:`RoutingSession` bound to a routing engine.
 
-    Keywords are sessionmaker's (``expire_on_commit``, ``autoflush``, ``class_`` of a
-    RoutingSession subclass, …) plus ``max_lag`` and ``read_your_writes`` defaults.
+    ``engine``: the :class:`~rwsplit.RoutingEngine` from :func:`rwsplit.create_engine`.
+    ``**kw``: sessionmaker's keywords (``expire_on_commit``, ``autoflush``, ``class_`` — a
+    RoutingSession subclass …) plus per-session defaults ``max_lag``, ``read_your_writes`` and
+    ``after`` (a consistency token), which each ``Session(...)`` call may override.
     """
     if not isinstance(engine, RoutingEngine):
         raise TypeError(f"rwsplit.sessionmaker needs a RoutingEngine, got {type(engine).__name__}")

@@ -8,11 +8,17 @@ import threading
 
 import pytest
 
-from rwsplit.balancer import LeastOutstanding, Random, RoundRobin, Weighted, resolve_balancer
+from rwsplit.balancer import (
+    LeastOutstandingBalancer,
+    RandomBalancer,
+    RoundRobinBalancer,
+    WeightedBalancer,
+    resolve_balancer,
+)
 
 
 def test_least_outstanding_prefers_the_idle_replica() -> None:
-    lo = LeastOutstanding(random.Random(1))
+    lo = LeastOutstandingBalancer(random.Random(1))
     picks = collections.Counter(lo(["a", "b"], {"a": 5, "b": 0}) for _ in range(200))
     assert picks == {"b": 200}
     picks = collections.Counter(lo(["a", "b", "c"], {"a": 0, "b": 9, "c": 9}) for _ in range(3000))
@@ -20,7 +26,8 @@ def test_least_outstanding_prefers_the_idle_replica() -> None:
 
 
 @pytest.mark.parametrize(
-    "balancer", [LeastOutstanding(random.Random(2)), RoundRobin(), Random(random.Random(3))]
+    "balancer",
+    [LeastOutstandingBalancer(random.Random(2)), RoundRobinBalancer(), RandomBalancer(random.Random(3))],
 )
 def test_no_replica_starves(balancer) -> None:
     names = ["r1", "r2", "r3"]
@@ -30,7 +37,7 @@ def test_no_replica_starves(balancer) -> None:
 
 
 def test_round_robin_is_exact_and_thread_safe() -> None:
-    rr = RoundRobin()
+    rr = RoundRobinBalancer()
     picks: list[str] = []
     lock = threading.Lock()
 
@@ -48,19 +55,19 @@ def test_round_robin_is_exact_and_thread_safe() -> None:
 
 
 def test_weighted_follows_weights() -> None:
-    w = Weighted({"a": 3, "b": 1, "c": 0}, random.Random(4))
+    w = WeightedBalancer({"a": 3, "b": 1, "c": 0}, random.Random(4))
     picks = collections.Counter(w(["a", "b", "c"], {}) for _ in range(4000))
     assert picks["c"] == 0
     assert 2.4 < picks["a"] / picks["b"] < 3.8
     with pytest.raises(ValueError, match="weight of 'x'"):
-        Weighted({"x": -1})
+        WeightedBalancer({"x": -1})
     with pytest.raises(TypeError):
-        Weighted([1, 2])  # type: ignore[arg-type]
+        WeightedBalancer([1, 2])  # type: ignore[arg-type]
 
 
 def test_resolve_balancer() -> None:
-    assert isinstance(resolve_balancer("round_robin"), RoundRobin)
-    assert isinstance(resolve_balancer("weighted", {"a": 1}), Weighted)
+    assert isinstance(resolve_balancer("round_robin"), RoundRobinBalancer)
+    assert isinstance(resolve_balancer("weighted", {"a": 1}), WeightedBalancer)
 
     def mine(candidates, in_flight):
         return candidates[-1]

@@ -1,0 +1,96 @@
+"""Users' code type-checks against rwsplit as it does against plain SQLAlchemy (mypy --strict)."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import mypy.api as mypy_api  # in the test extra
+import pytest
+
+pytestmark = pytest.mark.typing
+
+_MODELS = """
+    from typing import assert_type
+    from sqlalchemy import ScalarResult, CursorResult, Result, select, text
+    from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+    import rwsplit
+
+    class Base(DeclarativeBase):
+        pass
+
+    class User(Base):
+        __tablename__ = "user"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        name: Mapped[str]
+
+    engine = rwsplit.create_engine("mysql+pymysql://u@h/db", replicas=["mysql+pymysql://u@r/db"])
+    Session = rwsplit.sessionmaker(engine)
+"""
+
+_CHECKS = """
+    with Session() as s:
+        assert_type(s, rwsplit.RoutingSession)
+        assert_type(s.scalars(select(User.id)), ScalarResult[int])
+        assert_type(s.execute(select(User.id, User.name)), Result[int, str])
+        assert_type(s.get(User, 1), User | None)
+    with engine.connect() as conn:
+        assert_type(conn, rwsplit.RoutingConnection)
+        assert_type(conn.scalars(select(User.id)), ScalarResult[int])
+        assert_type(conn.scalar(select(User.name)), str | None)
+        assert_type(conn.execute(select(User.id, User.name)), CursorResult[int, str])
+        conn.execute(text("SELECT 1")).all()
+        conn.exec_driver_sql("SELECT 1").all()
+"""
+
+
+def _mypy(tmp_path: Path, body: str) -> tuple[str, int]:
+    path = tmp_path / "user_code.py"
+    path.write_text(textwrap.dedent(_MODELS) + textwrap.dedent(body))
+    out, err, status = mypy_api.run(
+        ["--strict", "--no-incremental", "--cache-dir", str(tmp_path / ".mypy_cache"), str(path)]
+    )
+    return out + err, status
+
+
+def test_routed_results_keep_their_types(tmp_path: Path) -> None:
+    out, status = _mypy(tmp_path, _CHECKS)
+    assert status == 0, out
+
+
+_SESSION_CALLS = (
+    "scalars(select(User.id))",
+    "scalar(select(User.name))",
+    "execute(select(User.id, User.name))",
+    "execute(text('SELECT 1'))",
+    "get(User, 1)",
+    "merge(User())",
+    "connection()",
+)
+
+
+def test_routing_session_methods_type_as_plain_session_methods(tmp_path: Path) -> None:
+    lines = ["from sqlalchemy.orm import Session as Plain", "plain = Plain()", "routed = Session()"]
+    for call in _SESSION_CALLS:
+        lines += [f"reveal_type(plain.{call})", f"reveal_type(routed.{call})"]
+    out, status = _mypy(tmp_path, "\n".join(lines) + "\n")
+    assert status == 0, out
+    revealed = [line.split("Revealed type is ", 1)[1] for line in out.splitlines() if "Revealed type" in line]
+    assert len(revealed) == 2 * len(_SESSION_CALLS), out
+    for call, plain, routed in zip(_SESSION_CALLS, revealed[::2], revealed[1::2], strict=True):
+        assert routed == plain, (call, plain, routed)
+
+
+def test_a_wrong_type_is_reported(tmp_path: Path) -> None:
+    """The check above can fail: mypy sees the real result types, not ``Any``."""
+    out, status = _mypy(
+        tmp_path,
+        """
+        with Session() as s:
+            assert_type(s.scalars(select(User.id)), ScalarResult[str])
+        with engine.connect() as conn:
+            assert_type(conn.scalars(select(User.id)), ScalarResult[str])
+        """,
+    )
+    assert status == 1, out
+    assert out.count("Expression is of type") == 2, out
