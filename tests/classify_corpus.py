@@ -692,3 +692,25 @@ CORPUS: list[Entry] = [
     *EXECUTABLE_COMMENTS_AND_HINTS,
     *EMPTY_AND_UNPARSABLE,
 ]
+
+# Version-gated classification (tests/unit/test_classify_versions.py and the server check).
+MARIADB_10_11 = ("mariadb", (10, 11, 19))
+
+# A stored function called with its schema: never a built-in, whatever the spelling.
+QUALIFIED_SPELLINGS = [
+    "SELECT app.md5('x')",
+    "SELECT app .md5('x')",
+    "SELECT app . md5('x')",
+    "SELECT app. md5('x')",
+    "SELECT app./**/md5('x')",
+    "SELECT app/**/./**/md5('x')",
+    "SELECT `app` . md5('x')",
+    "SELECT `app`.`md5`('x')",
+    "SELECT app.`md5`('x')",
+    "SELECT app.\n  md5('x')",
+    "SELECT app.-- c\nmd5('x')",
+    "SELECT app.# c\nmd5('x')",
+    "SELECT app./*!*/md5('x')",
+    "SELECT app/*!.*/md5('x')",
+    "SELECT app./*M!*/md5('x')",
+]

@@ -1,14 +1,33 @@
-"""Shared fixtures: one real replication sandbox per test session, torn down whatever happens."""
+"""The sandbox fixtures (one real replication sandbox per test session) and the ``server`` marker.
+
+tests/unit/ holds tests that need no server; tests/server/ the ones that use the sandbox. Every test
+that uses the ``sandbox`` fixture (directly or through another fixture) or lives under tests/server/
+is marked ``server``, so ``pytest -m "not server"`` starts no database server.
+"""
 
 from __future__ import annotations
 
 import atexit
 import contextlib
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from rwsplit.sandbox import Sandbox
+
+_HERE = Path(__file__).parent
+_UNIT, _SERVER = _HERE / "unit", _HERE / "server"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark server tests; refuse a test under tests/unit/ that needs the sandbox."""
+    for item in items:
+        uses_sandbox = "sandbox" in getattr(item, "fixturenames", ())
+        if uses_sandbox and item.path.is_relative_to(_UNIT):
+            raise pytest.UsageError(f"{item.nodeid} needs the sandbox: move it to tests/server/")
+        if uses_sandbox or item.path.is_relative_to(_SERVER):
+            item.add_marker(pytest.mark.server)
 
 
 @pytest.fixture(scope="session")

@@ -8,11 +8,13 @@ from collections.abc import Callable
 import pytest
 
 
-def wait_for(predicate: Callable[[], object], timeout: float, interval: float = 0.02) -> float:
-    """Seconds until ``predicate()`` became true; fails the test after ``timeout`` seconds."""
+def wait_for(
+    predicate: Callable[[], object], timeout: float = 10.0, what: str = "condition", interval: float = 0.02
+) -> float:
+    """Seconds until ``predicate()`` became true; fails the test (naming ``what``) after ``timeout`` s."""
     start = time.monotonic()
     while not predicate():
         if time.monotonic() - start > timeout:
-            pytest.fail(f"condition not met within {timeout} s")
+            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
         time.sleep(interval)
     return time.monotonic() - start

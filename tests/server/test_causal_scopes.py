@@ -16,34 +16,12 @@ from typing import Any
 import pymysql
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from models import ScopeItem as Item
 from waiting import wait_for
 
 import rwsplit
 from rwsplit.gtid import parse_mariadb
 from rwsplit.sandbox import Sandbox
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class Item(Base):
-    __tablename__ = "causal_scope_items"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    owner: Mapped[int] = mapped_column()
-    version: Mapped[int] = mapped_column()
-
-
-@pytest.fixture(scope="module")
-def tables(sandbox: Sandbox) -> Iterator[None]:
-    eng = sa.create_engine(sandbox.primary_url)
-    Base.metadata.create_all(eng)
-    sandbox.wait_caught_up()
-    yield
-    Base.metadata.drop_all(eng)
-    eng.dispose()
-    sandbox.wait_caught_up()
 
 
 @pytest.fixture()
@@ -105,7 +83,6 @@ def _insert(sandbox: Sandbox, pk: int, version: int = 1, owner: int = 0) -> None
         cur.execute("INSERT INTO app.causal_scope_items VALUES (%s, %s, %s)", (pk, owner, version))
 
 
-# ------------------------------------------------------------------ item 12: read_snapshot
 def test_read_snapshot_waits_for_the_causal_position(sandbox: Sandbox, make_engine: Any) -> None:
     eng = make_engine(read_your_writes="causal", causal_timeout=1.0)
     primary_id = sandbox.server_id("primary")
@@ -136,7 +113,6 @@ def test_read_snapshot_waits_for_the_causal_position(sandbox: Sandbox, make_engi
     assert server != primary_id
 
 
-# ------------------------------------------------------------------ item 13: scopes without a token
 def _handle(
     Session: Any, header: str | None, write: tuple[int, int] | None, read_owner: int
 ) -> tuple[list[int], str]:
@@ -219,7 +195,6 @@ def test_a_scope_refuses_a_session_of_another_cluster(sandbox: Sandbox, make_eng
         outside.close()
 
 
-# ------------------------------------------------------------------ cluster names
 def test_named_clusters_share_tokens_across_addresses(sandbox: Sandbox, make_engine: Any) -> None:
     with pytest.raises(ValueError, match="cluster"):
         make_engine(cluster="")
@@ -253,7 +228,6 @@ def test_named_clusters_share_tokens_across_addresses(sandbox: Sandbox, make_eng
             rwsplit.sessionmaker(other)()
 
 
-# ------------------------------------------------------------------ item 15: monotonic reads
 def test_session_mode_never_moves_to_a_replica_behind_what_it_read(
     sandbox: Sandbox, make_engine: Any
 ) -> None:
@@ -303,7 +277,6 @@ def test_a_token_given_to_a_non_causal_session_is_honoured(sandbox: Sandbox, mak
         assert s.last_target in ("replica1", "replica2")
 
 
-# ------------------------------------------------------------------ item 21: extra GTID domains
 @contextlib.contextmanager
 def _leftover_domain(sandbox: Sandbox, replica: int, gtid: str) -> Iterator[None]:
     """A replica whose applied position keeps another domain (left from an old primary)."""
@@ -345,7 +318,6 @@ def test_an_extra_domain_on_one_replica_does_not_stall_the_others(sandbox: Sandb
             assert "77" not in eng._decode_token(s.consistency_token()).seqs
 
 
-# ------------------------------------------------------------------ causal tie-break
 def test_causal_wait_goes_to_the_replica_most_likely_to_have_the_position(
     sandbox: Sandbox, make_engine: Any
 ) -> None:
@@ -381,23 +353,3 @@ def test_causal_wait_goes_to_the_replica_most_likely_to_have_the_position(
     finally:
         sandbox.delay_replica(1, 0)
         sandbox.wait_caught_up()
-
-
-# ------------------------------------------------------------------ pure logic (no server)
-def test_positions_within_the_primary_and_missing_counts() -> None:
-    primary = parse_mariadb("0-1-100,1-1-7")
-    replica = parse_mariadb("0-1-90,1-3-9,77-2-5")
-    kept = replica.within(primary)
-    assert kept.seqs == {"0": 90, "1": 7}
-    assert str(kept) == "0-1-90,1-1-7"  # a capped domain takes the primary's server id
-    inside = parse_mariadb("0-1-90")
-    assert inside.within(primary) is inside  # nothing to drop: no copy on the routing path
-    assert parse_mariadb("0-1-5").within(parse_mariadb("")).seqs == {}
-    assert parse_mariadb("0-1-90").behind(parse_mariadb("0-1-100,1-1-7")) == 10 + 7
-    assert parse_mariadb("0-1-100").behind(parse_mariadb("0-1-100")) == 0
-    with rwsplit.consistency() as scope:
-        assert scope.token() == ""
-        scope.join("aaaaaaaa")
-        scope.join("aaaaaaaa")
-        with pytest.raises(ValueError, match="aaaaaaaa.*bbbbbbbb"):
-            scope.join("bbbbbbbb")

@@ -8,34 +8,13 @@ from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from models import Doc
 from waiting import wait_for
 
 import rwsplit
 from rwsplit.causal import decode_token, encode_token
 from rwsplit.gtid import parse_mariadb
 from rwsplit.sandbox import Sandbox
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class Doc(Base):
-    __tablename__ = "causal_docs"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    version: Mapped[int] = mapped_column()
-
-
-@pytest.fixture(scope="module")
-def tables(sandbox: Sandbox) -> Iterator[None]:
-    eng = sa.create_engine(sandbox.primary_url)
-    Base.metadata.create_all(eng)
-    sandbox.wait_caught_up()
-    yield
-    Base.metadata.drop_all(eng)
-    eng.dispose()
-    sandbox.wait_caught_up()
 
 
 @pytest.fixture()

@@ -2,83 +2,24 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
-import secrets
 import signal
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
 
-import pytest
 import sqlalchemy as sa
+from bench_run import HAS_MATPLOTLIB as _HAS_MATPLOTLIB
+from bench_run import Run, Servers
+from bench_run import bench as _bench
+from bench_run import slave_status as _slave_status
+from bench_run import with_account as _with_account
 
-from rwsplit.bench import (
-    PLOT_HINT,
-    BenchConfig,
-    Delay,
-    Pause,
-    StalenessChecker,
-    exit_code,
-    parse_delay,
-    parse_pause,
-    parse_strategies,
-)
-from rwsplit.bench.run import _Run
+from rwsplit.bench import PLOT_HINT, exit_code
 from rwsplit.sandbox import Sandbox
-
-_ADMIN = "rwsplit_bench_admin"
-_HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
-
-
-@dataclass(frozen=True)
-class Servers:
-    """Sandbox URLs for an account that may change replication (for the injection options)."""
-
-    primary: str
-    replicas: list[str]
-    password: str
-
-    def args(self) -> list[str]:
-        out = ["--primary", self.primary]
-        for r in self.replicas:
-            out += ["--replica", r]
-        return out
-
-
-@dataclass(frozen=True)
-class Run:
-    proc: subprocess.CompletedProcess[str]
-    report: dict[str, Any]
-    plot: Path
-
-
-def _bench(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "rwsplit.cli", "bench", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def _with_account(url: str, user: str, password: str) -> str:
-    return sa.make_url(url).set(username=user, password=password).render_as_string(hide_password=False)
-
-
-def _slave_status(sandbox: Sandbox, n: int) -> dict[str, Any]:
-    with sandbox.connect(n) as conn, conn.cursor() as cur:
-        cur.execute("SHOW SLAVE STATUS")
-        row = cur.fetchone()
-        return dict(zip([d[0] for d in cur.description], row, strict=True))
 
 
 def _bench_tables(sandbox: Sandbox, server: str | int) -> list[str]:
@@ -96,59 +37,6 @@ def _assert_clean(sandbox: Sandbox) -> None:
         assert status["Slave_SQL_Running"] == "Yes" and status["Slave_IO_Running"] == "Yes"
     for server in ("primary", 1, 2):
         assert _bench_tables(sandbox, server) == []
-
-
-@pytest.fixture(scope="module")
-def servers(sandbox: Sandbox) -> Iterator[Servers]:
-    password = secrets.token_urlsafe(12)
-    with sandbox.connect("primary") as conn, conn.cursor() as cur:
-        for host in ("127.0.0.1", "localhost"):
-            cur.execute(f"CREATE USER '{_ADMIN}'@'{host}' IDENTIFIED BY %s", (password,))
-            cur.execute(f"GRANT ALL PRIVILEGES ON `app`.* TO '{_ADMIN}'@'{host}'")
-            cur.execute(f"GRANT REPLICATION SLAVE ADMIN, SLAVE MONITOR ON *.* TO '{_ADMIN}'@'{host}'")
-    sandbox.wait_caught_up()
-    try:
-        yield Servers(
-            _with_account(sandbox.primary_url, _ADMIN, password),
-            [_with_account(u, _ADMIN, password) for u in sandbox.replica_urls],
-            password,
-        )
-    finally:
-        for n in (1, 2):
-            sandbox.resume_replica(n)
-            if int(_slave_status(sandbox, n)["SQL_Delay"]):
-                sandbox.delay_replica(n, 0)
-        with sandbox.connect("primary") as conn, conn.cursor() as cur:
-            for host in ("127.0.0.1", "localhost"):
-                cur.execute(f"DROP USER IF EXISTS '{_ADMIN}'@'{host}'")
-        sandbox.wait_caught_up()
-
-
-@pytest.fixture(scope="module")
-def short_run(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Run:
-    """One 4 s run over every strategy with both replicas delayed 2 s."""
-    out = tmp_path_factory.mktemp("bench")
-    report, plot = out / "bench.json", out / "lag.png"
-    extra = ["--plot", str(plot)] if _HAS_MATPLOTLIB else []
-    proc = _bench(
-        *servers.args(),
-        "--duration",
-        "4",
-        "--threads",
-        "4",
-        "--delay-replica",
-        "1=2",
-        "--delay-replica",
-        "2=2",
-        "--json",
-        str(report),
-        *extra,
-    )
-    assert proc.returncode == 0, proc.stderr
-    return Run(proc, json.loads(report.read_text()), plot)
-
-
-# --------------------------------------------------------------------------- schema
 
 
 def _is_number(value: object) -> bool:
@@ -265,13 +153,6 @@ def test_injected_delay_shows_in_the_lag_figures(short_run: Run) -> None:
     assert {(i["replica"], i["seconds"]) for i in injections} == {("replica1", 2), ("replica2", 2)}
 
 
-def test_no_password_in_output_or_report(short_run: Run, servers: Servers, sandbox: Sandbox) -> None:
-    app_password = sa.make_url(sandbox.primary_url).password
-    text = short_run.proc.stdout + short_run.proc.stderr + json.dumps(short_run.report)
-    for secret in (servers.password, app_password):
-        assert secret and secret not in text
-
-
 def test_plot_is_drawn_or_the_extra_is_named(short_run: Run, tmp_path: Path) -> None:
     if _HAS_MATPLOTLIB:
         assert short_run.plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -318,27 +199,6 @@ def test_ctrl_c_drops_the_table_and_removes_the_delay(servers: Servers, sandbox:
     _assert_clean(sandbox)
 
 
-def test_ctrl_c_while_workers_start_is_a_keyboard_interrupt(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A Ctrl-C inside Thread.start() (the phase's first moments) used to become RuntimeError: exit 1."""
-    config = BenchConfig(threads=3, duration=1, strategies=("primary",))
-    run = _Run(config, "mysql+pymysql://u@h/db", ["mysql+pymysql://u@h2/db"], None, lambda _: None, None)  # type: ignore[arg-type]
-    stop = threading.Event()
-    workload = SimpleNamespace(stop=stop, run=lambda *_: stop.wait(5))
-    real_start = threading.Thread.start
-    calls = []
-
-    def start(thread: threading.Thread) -> None:
-        calls.append(thread)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        real_start(thread)
-
-    monkeypatch.setattr(threading.Thread, "start", start)
-    with pytest.raises(KeyboardInterrupt):
-        run._phase(0, "primary", lambda: None, workload)  # type: ignore[arg-type]
-    assert stop.is_set(), "late-starting workers must find the stop flag set"
-
-
 def test_injection_needs_an_account_that_may_change_replication(sandbox: Sandbox) -> None:
     args = ["--primary", sandbox.primary_url]
     for r in sandbox.replica_urls:
@@ -350,9 +210,6 @@ def test_injection_needs_an_account_that_may_change_replication(sandbox: Sandbox
     assert "Traceback" not in proc.stderr
     assert sa.make_url(sandbox.primary_url).password not in proc.stderr
     _assert_clean(sandbox)
-
-
-# --------------------------------------------------------------------------- bad input
 
 
 _SECRET = "Sekr1t-pw-do-not-print"
@@ -402,9 +259,6 @@ def test_bad_input_is_one_line_and_exit_2(sandbox: Sandbox) -> None:
     _assert_clean(sandbox)
 
 
-# --------------------------------------------------------------------------- own sandbox
-
-
 def test_without_servers_it_runs_in_its_own_sandbox(tmp_path: Path) -> None:
     report = tmp_path / "own.json"
     proc = _bench("--duration", "3", "--threads", "3", "--json", str(report))
@@ -420,70 +274,3 @@ def test_without_servers_it_runs_in_its_own_sandbox(tmp_path: Path) -> None:
         assert data["strategies"][name]["replica_reads"] > 0
     directory = re.search(r"starting a sandbox .* in (\S+)", proc.stderr)
     assert directory is not None and not os.path.exists(directory.group(1))
-
-
-# --------------------------------------------------------------------------- Python API
-
-
-def _result(**violations: int) -> dict[str, Any]:
-    return {"strategies": {name: {"ryw_violations": n} for name, n in violations.items()}}
-
-
-def test_exit_code_gates_on_rwsplit_strategies_only() -> None:
-    assert exit_code(_result(primary=0, naive=57, session=0, causal=0)) == 0
-    assert exit_code(_result(naive=3, session=1, causal=0)) == 1
-    assert exit_code(_result(causal=2)) == 1
-    assert exit_code(_result(naive=9)) == 0
-
-
-def test_staleness_uses_when_commit_returned() -> None:
-    checker = StalenessChecker(max_lag=1.0)
-    checker.committed(7, 0, 0.0)
-    checker.committed(7, 5, 10.0)  # COMMIT of version 5 returned at t=10
-    checker.committed(7, 9, 12.0)
-    assert checker.staleness(7, 0, 10.9) is None  # version 5 may be < 1 s old
-    assert checker.staleness(7, 0, 11.5) == pytest.approx(1.5)
-    assert checker.staleness(7, 5, 12.9) is None
-    assert checker.staleness(7, 5, 13.5) == pytest.approx(1.5)
-    assert checker.staleness(7, 9, 99.0) is None
-    assert checker.staleness(7, None, 1.5) == pytest.approx(1.5)
-    assert checker.staleness(8, 0, 99.0) is None
-
-
-def test_a_later_version_bounds_the_commit_of_an_earlier_one() -> None:
-    checker = StalenessChecker(max_lag=0.5)
-    checker.committed(1, 3, 9.0)  # its thread was slow to record the time
-    checker.committed(1, 4, 5.0)  # version 4 committed after 3, so 3 was in by t=5
-    assert checker.staleness(1, 2, 5.6) == pytest.approx(0.6)
-    assert checker.staleness(1, 3, 5.6) == pytest.approx(0.6)
-
-
-def test_config_is_validated_at_construction() -> None:
-    assert parse_delay("2=3") == Delay(2, 3)
-    assert parse_pause("1@2.5+4") == Pause(1, 2.5, 4.0)
-    assert parse_strategies(" naive , causal ") == ("naive", "causal")
-    config = BenchConfig(duration=8, strategies=("naive", "causal"))
-    assert config.seconds_per_strategy == 4
-    assert config.injected_delays == (Delay(1, 1, default=True),)
-    assert BenchConfig(default_lag=False).injected_delays == ()
-    assert BenchConfig(pauses=(Pause(2, 1, 1),)).injected_delays == ()
-    for kwargs, message in [
-        ({"threads": True}, "--threads"),
-        ({"write_ratio": -0.1}, "--write-ratio"),
-        ({"duration": float("nan")}, "--duration"),
-        ({"max_lag": -1}, "--max-lag"),
-        ({"strategies": ()}, "no strategy"),
-        ({"strategies": ("naive", "naive")}, "twice"),
-        ({"pauses": (Pause(1, 30, 1),)}, "starts after"),
-        ({"pauses": (Pause(1, 1, 5), Pause(1, 3, 1))}, "overlap"),
-        ({"delays": (Delay(1, 1), Delay(1, 2))}, "one delay per replica"),
-        ({"primary": "mysql+pymysql://a:b@h/db"}, "at least one --replica"),
-        ({"primary": "mysql+pymysql://a:b@h/db", "replicas": ("mysql+pymysql://a:b@h/db",)}, "same server"),
-        ({"primary": "mysql+pymysql://a:b@h", "replicas": ("mysql+pymysql://a:b@r/db",)}, "no database"),
-        ({"json_path": Path("/nonexistent/dir/x.json")}, "does not exist"),
-    ]:
-        with pytest.raises(ValueError, match=re.escape(message)):
-            BenchConfig(**kwargs)
-    assert "b@" not in repr(
-        BenchConfig(primary="mysql+pymysql://a:b@h/db", replicas=("mysql+pymysql://a:b@r/db",))
-    )

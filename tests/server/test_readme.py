@@ -13,7 +13,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from rwsplit.sandbox import Sandbox
 
-README = pathlib.Path(__file__).resolve().parent.parent / "README.rst"
+README = pathlib.Path(__file__).resolve().parents[2] / "README.rst"
 
 
 def code_block(section: str) -> str:

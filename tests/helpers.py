@@ -1,0 +1,70 @@
+"""Names and small helpers the tests share: server names, unique values, eligibility, the CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from waiting import wait_for
+
+import rwsplit
+
+PRIMARY = "primary"
+REPLICAS = ("replica1", "replica2")
+SERVER_ID = "SELECT @@GLOBAL.server_id"
+FAST = 0.1  # monitor_interval of the routing tests' engines
+FAULT_TABLE = "app.fault_rows"  # the fault tests' table (``fault_table`` in tests/server/conftest.py)
+
+
+def unique(prefix: str = "n") -> str:
+    """A value no other test uses (names of rows)."""
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def eligible(engine: rwsplit.RoutingEngine) -> set[str]:
+    """The replicas the engine would read from now."""
+    return {r.name for r in engine.status() if r.role == "replica" and r.eligible}
+
+
+def status_of(engine: rwsplit.RoutingEngine, name: str) -> rwsplit.ServerReport:
+    """``engine.status()``'s row for one server."""
+    return {r.name: r for r in engine.status()}[name]
+
+
+def wait_eligible(
+    engine: rwsplit.RoutingEngine, names: set[str] | None = None, timeout: float = 15.0
+) -> None:
+    """Wait until ``names`` (default: both replicas) are eligible."""
+    want = set(REPLICAS) if names is None else names
+    wait_for(lambda: want <= eligible(engine), timeout, f"{sorted(want)} eligible")
+
+
+def wait_ineligible(engine: rwsplit.RoutingEngine, names: set[str], timeout: float = 15.0) -> None:
+    """Wait until none of ``names`` is eligible."""
+    wait_for(lambda: not (names & eligible(engine)), timeout, f"{sorted(names)} not eligible")
+
+
+def cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m rwsplit.cli ARGS`` and capture its output."""
+    return subprocess.run(
+        [sys.executable, "-m", "rwsplit.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def add_item(on_primary: Callable[..., Any], name: str, *labels: str) -> int:
+    """Insert an Item (and its Parts) on the primary over an admin connection; return its id."""
+    on_primary("INSERT INTO test_ru_item (name) VALUES (%s)", name)
+    item_id = int(on_primary("SELECT id FROM test_ru_item WHERE name = %s", name))
+    for label in labels:
+        on_primary("INSERT INTO test_ru_part (item_id, label) VALUES (%s, %s)", item_id, label)
+    return item_id
