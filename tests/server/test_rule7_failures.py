@@ -156,8 +156,13 @@ def test_a_frozen_primary_bounds_every_wait(sandbox: Sandbox, engine: rwsplit.Ro
 def test_failed_replica_reads_retry_within_bounds_then_use_the_primary(
     sandbox: Sandbox, caught_up, attempts: int
 ) -> None:
+    # No probe between the kills and the reads (the monitor would take the replicas out first and
+    # no read would fail): the reads themselves must find the dead replicas.
     eng = rwsplit.create_engine(
-        sandbox.primary_url, replicas=sandbox.replica_urls, retry=rwsplit.Retry(replica_attempts=attempts)
+        sandbox.primary_url,
+        replicas=sandbox.replica_urls,
+        retry=rwsplit.Retry(replica_attempts=attempts),
+        monitor_interval=30,
     )
     reports: list[str] = []
     original = eng._report_replica_failure
