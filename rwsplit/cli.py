@@ -5,11 +5,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import FrameType
 from typing import Any, TypeVar
 
 import click
@@ -21,6 +24,7 @@ from .errors import RwsplitError, describe_error
 from .sandbox import Sandbox
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 
 def default_sandbox_dir() -> Path:
@@ -356,7 +360,11 @@ def bench(
             click.echo("\r\033[K", err=True, nl=False)
         click.echo(f"rwsplit bench: {line}", err=True)
 
-    result = b.run_bench(config, notify=notify, progress=progress if tty else None)
+    result = _interruptible(
+        lambda interrupted: b.run_bench(
+            config, notify=notify, progress=progress if tty else None, interrupted=interrupted
+        )
+    )
     click.echo(
         f"rwsplit bench: {len(config.strategies)} strategies x {config.seconds_per_strategy:g} s, "
         f"{config.threads} threads, write ratio {config.write_ratio:g}, {config.keys} keys, "
@@ -375,6 +383,25 @@ def bench(
             f"{n} {s['ryw_violations']}" for n, s in result["strategies"].items() if n in b.RWSPLIT_STRATEGIES
         ]
         _fail(f"read-your-writes violations in rwsplit strategies: {', '.join(bad)}", 1)
+
+
+def _interruptible(run: Callable[[threading.Event], T]) -> T:
+    """``run(interrupted)`` under a SIGINT handler that also sets ``interrupted``: a KeyboardInterrupt
+    swallowed on its way up (a finalizer running at that moment) still ends in exit 130."""
+    interrupted = threading.Event()
+
+    def on_sigint(signum: int, frame: FrameType | None) -> None:
+        interrupted.set()
+        signal.default_int_handler(signum, frame)
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        result = run(interrupted)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if interrupted.is_set():
+        raise KeyboardInterrupt
+    return result
 
 
 def main(argv: Sequence[str] | None = None) -> None:

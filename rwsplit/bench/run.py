@@ -115,8 +115,10 @@ class _Run:
         replication: _Replication,
         notify: Progress,
         progress: Progress | None,
+        interrupted: threading.Event | None = None,
     ) -> None:
         self.config = config
+        self.interrupted = interrupted or threading.Event()
         self.primary_url = sa.make_url(primary)
         self.replica_urls = [sa.make_url(r) for r in replicas]
         self.replication = replication
@@ -226,6 +228,8 @@ class _Run:
                 t.start()
             while alive := [t for t in threads if t.is_alive()]:
                 alive[0].join(0.25)
+                if self.interrupted.is_set():  # a Ctrl-C whose KeyboardInterrupt something swallowed
+                    raise KeyboardInterrupt
                 if self.progress is not None:
                     elapsed = min(length, time.perf_counter() - started)
                     ops = sum(t.reads + t.writes for t in tallies)
@@ -305,13 +309,15 @@ def run_bench(
     *,
     notify: Progress | None = None,
     progress: Progress | None = None,
+    interrupted: threading.Event | None = None,
 ) -> dict[str, Any]:
     """Run the bench and return the ``--json``-shaped result; draws ``config.plot_path`` too.
 
     ``notify`` gets one-line notices (sandbox, table, phases, injections, warnings); ``progress``
-    a status line about four times a second. Bad options or unreachable servers raise
-    ``ValueError``; a run that cannot finish raises :class:`BenchFailed`. The bench table and every
-    injection are removed again whatever happens, the sandbox (if it started one) torn down.
+    a status line about four times a second. Setting ``interrupted`` ends the run as a Ctrl-C
+    does. Bad options or unreachable servers raise ``ValueError``; a run that cannot finish raises
+    :class:`BenchFailed`. The bench table and every injection are removed again whatever happens,
+    the sandbox (if it started one) torn down.
     """
     say = notify or (lambda _message: None)
     if config.sandbox:
@@ -319,7 +325,7 @@ def run_bench(
         say(f"starting a sandbox (1 primary + {SANDBOX_REPLICAS} replicas) in {sb.dir}")
         with sb:
             replication = _Replication(lambda n: sb.connect(n), {})
-            run = _Run(config, sb.primary_url, sb.replica_urls, replication, say, progress)
+            run = _Run(config, sb.primary_url, sb.replica_urls, replication, say, progress, interrupted)
             result = run.execute()
             say("stopping the sandbox")
     else:
@@ -334,7 +340,7 @@ def run_bench(
             replication = _Replication(
                 lambda n: admins[n].raw_connection(), {i: _account(u) for i, u in enumerate(urls, 1)}
             )
-            run = _Run(config, config.primary, config.replicas, replication, say, progress)
+            run = _Run(config, config.primary, config.replicas, replication, say, progress, interrupted)
             result = run.execute()
         finally:
             for engine in admins.values():

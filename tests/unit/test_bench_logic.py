@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+import signal
 import threading
+import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -106,3 +109,34 @@ def test_ctrl_c_while_workers_start_is_a_keyboard_interrupt(monkeypatch: pytest.
     with pytest.raises(KeyboardInterrupt):
         run._phase(0, "primary", lambda: None, workload)  # type: ignore[arg-type]
     assert stop.is_set(), "late-starting workers must find the stop flag set"
+
+
+def test_an_interrupt_flag_ends_the_phase_even_if_the_keyboard_interrupt_was_swallowed() -> None:
+    """Ctrl-C sets the flag as well; a KeyboardInterrupt lost in a finalizer must not let the bench run on."""
+    config = BenchConfig(threads=2, duration=60, strategies=("primary",))
+    interrupted = threading.Event()
+    run = _Run(
+        config, "mysql+pymysql://u@h/db", ["mysql+pymysql://u@h2/db"], None, lambda _: None, None, interrupted
+    )  # type: ignore[arg-type]
+    stop = threading.Event()
+    workload = SimpleNamespace(stop=stop, run=lambda *_: stop.wait(30))
+    threading.Timer(0.3, interrupted.set).start()
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        run._phase(0, "primary", lambda: None, workload)  # type: ignore[arg-type]
+    assert time.monotonic() - started < 5
+    assert stop.is_set()
+
+
+def test_the_cli_turns_a_swallowed_ctrl_c_into_keyboard_interrupt() -> None:
+    from rwsplit.cli import _interruptible
+
+    def swallowing(interrupted: threading.Event) -> str:
+        with contextlib.suppress(KeyboardInterrupt):  # what "Exception ignored in __del__" amounts to
+            signal.raise_signal(signal.SIGINT)
+        return "finished"
+
+    with pytest.raises(KeyboardInterrupt):
+        _interruptible(swallowing)
+    assert _interruptible(lambda interrupted: "finished") == "finished"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
