@@ -7,8 +7,6 @@ reads its own writes::
     Session = rwsplit.sessionmaker(engine)
 """
 
-import warnings
-
 from ._version import __version__
 from .balancer import (
     Balancer,
@@ -17,6 +15,7 @@ from .balancer import (
     RoundRobinBalancer,
     WeightedBalancer,
 )
+from .balancer import __getattr__ as __getattr__  # the balancers' pre-0.2 names, deprecated
 from .causal import ConsistencyScope, consistency, merge_tokens
 from .classifier import Route, classify
 from .connection import RoutingConnection, RoutingTransaction
@@ -63,19 +62,3 @@ __all__ = [
     "SandboxError",
     "ServerBinariesNotFound",
 ]
-
-_RENAMED = {
-    "LeastOutstanding": LeastOutstandingBalancer,
-    "RoundRobin": RoundRobinBalancer,
-    "Random": RandomBalancer,
-    "Weighted": WeightedBalancer,
-}
-
-
-def __getattr__(name: str) -> object:
-    """The balancers' names before 0.2 still work for now, with a DeprecationWarning."""
-    if name in _RENAMED:
-        new = _RENAMED[name]
-        warnings.warn(f"rwsplit.{name} is now rwsplit.{new.__name__}", DeprecationWarning, stacklevel=2)
-        return new
-    raise AttributeError(f"module 'rwsplit' has no attribute {name!r}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import random
 import threading
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
@@ -131,3 +132,20 @@ def resolve_balancer(spec: str | Balancer, weights: Mapping[str, float] | None =
     if callable(spec):
         return spec
     raise TypeError(f"balancer must be a name or a callable, got {type(spec).__name__}")
+
+
+_RENAMED = {
+    "LeastOutstanding": LeastOutstandingBalancer,
+    "RoundRobin": RoundRobinBalancer,
+    "Random": RandomBalancer,
+    "Weighted": WeightedBalancer,
+}
+
+
+def __getattr__(name: str) -> object:
+    """The balancers' names before 0.2 (``rwsplit.Random`` …) still work, with a DeprecationWarning."""
+    if name in _RENAMED:
+        new = _RENAMED[name]
+        warnings.warn(f"rwsplit.{name} is now rwsplit.{new.__name__}", DeprecationWarning, stacklevel=2)
+        return new
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from .compat import wrap_dialect
-from .flavor import MARIADB, Flavor, flavor_of
+from .flavor import MARIADB, Flavor, flavor_named, flavor_of
 from .gtid import Position
 
 __all__ = [
@@ -77,8 +77,9 @@ def encode_token(position: Position, cluster: str) -> str:
     return f"{body}.{zlib.crc32(body.encode()):08x}"
 
 
-def decode_token(token: object, cluster: str | None = None, *, flavor: Flavor = MARIADB) -> Position:
+def decode_token(token: object, cluster: str | None = None, *, flavor: str | Flavor = MARIADB) -> Position:
     """The position a token names; ``ValueError`` saying what is wrong with a bad one."""
+    server = flavor_named(flavor)
     if not isinstance(token, str):
         raise TypeError(f"a consistency token is a str, got {type(token).__name__}")
     if len(token) > _MAX_TOKEN:
@@ -111,7 +112,7 @@ def decode_token(token: object, cluster: str | None = None, *, flavor: Flavor = 
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise ValueError("consistency token payload is not valid base64url") from None
     try:
-        return flavor.parse_position(text)
+        return server.parse_position(text)
     except ValueError as exc:
         raise ValueError(f"consistency token names an invalid position: {exc}") from None
 

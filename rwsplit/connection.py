@@ -130,6 +130,14 @@ class RoutingConnection:
         return result
 
     @overload
+    def scalar(  # SQLAlchemy 2.0 types rows as tuple[...]; 2.1 unpacks them
+        self,
+        statement: TypedReturnsRows[tuple[_T]],
+        parameters: Any = None,
+        *,
+        execution_options: Mapping[str, Any] | None = None,
+    ) -> _T | None: ...
+    @overload
     def scalar(
         self,
         statement: TypedReturnsRows[_T],
@@ -149,6 +157,14 @@ class RoutingConnection:
         """The first column of the first row (``Connection.scalar``), routed like :meth:`execute`."""
         return self.execute(statement, parameters, execution_options=execution_options).scalar()
 
+    @overload
+    def scalars(  # SQLAlchemy 2.0 types rows as tuple[...]; 2.1 unpacks them
+        self,
+        statement: TypedReturnsRows[tuple[_T]],
+        parameters: Any = None,
+        *,
+        execution_options: Mapping[str, Any] | None = None,
+    ) -> ScalarResult[_T]: ...
     @overload
     def scalars(
         self,

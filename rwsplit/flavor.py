@@ -13,7 +13,7 @@ from typing import Any
 
 from .gtid import Position, parse_mariadb, parse_mysql
 
-__all__ = ["Flavor", "MARIADB", "MYSQL", "flavor_of", "replica_status"]
+__all__ = ["Flavor", "MARIADB", "MYSQL", "flavor_named", "flavor_of", "replica_status"]
 
 
 def _first(status: Mapping[str, Any], *names: str) -> Any:
@@ -95,6 +95,15 @@ MYSQL = Flavor(
         ("SLAVE", "REPLICA"),
     ),
 )
+
+
+def flavor_named(name: str | Flavor) -> Flavor:
+    """A flavour by its name (``"mariadb"``/``"mysql"``), or a :class:`Flavor` as it is."""
+    if isinstance(name, Flavor):
+        return name
+    if name not in ("mariadb", "mysql"):
+        raise ValueError(f"unknown server flavour {name!r}; accepted: 'mariadb', 'mysql'")
+    return MARIADB if name == "mariadb" else MYSQL
 
 
 def flavor_of(server_info: str) -> Flavor:

@@ -110,8 +110,11 @@ def initialise_datadirs(binaries: ServerBinaries, workdir: Path, datadirs: Seque
     cmd.append(f"--tmpdir={tmpdir}")
     if os.geteuid() == 0:
         cmd.append("--user=root")
-    with open(log_path, "wb") as log:
-        rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, timeout=300).returncode
+    try:
+        with open(log_path, "wb") as log:
+            rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, timeout=300).returncode
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
     if rc != 0:
         text = log_path.read_text(errors="replace")
         tail = " | ".join(line for line in text.splitlines()[:4] if line.strip())
@@ -119,7 +122,6 @@ def initialise_datadirs(binaries: ServerBinaries, workdir: Path, datadirs: Seque
     for datadir in datadirs:
         shutil.copytree(template, datadir, symlinks=True)
     shutil.rmtree(template)
-    shutil.rmtree(tmpdir)
     log_path.unlink()
 
 

@@ -280,7 +280,8 @@ class Sandbox(FaultInjection):
         for s in self._servers:
             shutil.rmtree(s["datadir"], ignore_errors=True)
             shutil.rmtree(f"{s['datadir']}.tmp", ignore_errors=True)
-        shutil.rmtree(self.dir / ".template", ignore_errors=True)
+        for bootstrap in (".template", ".template.tmp"):
+            shutil.rmtree(self.dir / bootstrap, ignore_errors=True)
         for leftover in (self.state_file, self.dir / "init.log"):
             with contextlib.suppress(FileNotFoundError):
                 leftover.unlink()

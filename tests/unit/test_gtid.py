@@ -67,3 +67,14 @@ def test_positions_within_the_primary_and_missing_counts() -> None:
         scope.join("aaaaaaaa")
         with pytest.raises(ValueError, match="aaaaaaaa.*bbbbbbbb"):
             scope.join("bbbbbbbb")
+
+
+def test_decode_token_takes_a_flavour_name_or_object() -> None:
+    from rwsplit.causal import decode_token, encode_token
+    from rwsplit.flavor import MYSQL
+
+    uuid = "3e11fa47-71ca-11e1-9e33-c80aa9429562"
+    token = encode_token(MYSQL.parse_position(f"{uuid}:1-5"), "0123abcd")
+    assert decode_token(token, "0123abcd", flavor="mysql") == decode_token(token, "0123abcd", flavor=MYSQL)
+    with pytest.raises(ValueError, match="unknown server flavour 'oracle'; accepted: 'mariadb', 'mysql'"):
+        decode_token(token, "0123abcd", flavor="oracle")

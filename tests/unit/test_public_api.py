@@ -36,6 +36,8 @@ def test_the_balancer_protocol_and_consistency_scope_are_exported() -> None:
 def test_old_balancer_names_warn_and_give_the_new_class(old: str, new: type) -> None:
     with pytest.warns(DeprecationWarning, match=f"rwsplit.{old} is now rwsplit.{new.__name__}"):
         assert getattr(rwsplit, old) is new
+    with pytest.warns(DeprecationWarning):
+        assert getattr(balancer, old) is new
     assert old not in rwsplit.__all__
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import stat
 import time
 from pathlib import Path
 
@@ -109,3 +110,44 @@ def test_a_port_in_time_wait_is_free_but_a_listening_port_is_not() -> None:
             for line in f.readlines()[1:]
         )
     assert _port_free(port)
+
+
+@pytest.fixture()
+def failing_binaries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Fake server binaries whose bootstrap writes into its data dir and tmpdir, then fails."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    server = bindir / "mariadbd"
+    server.write_text("#!/bin/sh\necho 'mariadbd  Ver 11.4.2-MariaDB for Linux'\n")
+    install = bindir / "mariadb-install-db"
+    # Like a real failed bootstrap: it wrote into the data dir (and its tmpdir), then failed.
+    install.write_text(
+        "#!/bin/sh\n"
+        'for a in "$@"; do case "$a" in --datadir=*) mkdir -p "${a#--datadir=}";; '
+        '--tmpdir=*) d="${a#--tmpdir=}"; mkdir -p "$d"; touch "$d/ib_temp";; esac; done\n'
+        "echo 'ERROR: disk full' ; exit 1\n"
+    )
+    for f in (server, install):
+        f.chmod(f.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("RWSPLIT_SERVER_PATH", str(bindir))
+    return bindir
+
+
+def test_failed_bootstrap_then_down_leaves_the_dir_reusable(tmp_path: Path, failing_binaries: Path) -> None:
+    d = tmp_path / "sb"  # created by the sandbox
+    sb = Sandbox(d, replicas=1)
+    with pytest.raises(SandboxError, match="initialising the data dir failed"):
+        sb.up()
+    sb.down()  # what `rwsplit sandbox up` does on failure
+    leftovers = sorted(p.name for p in d.iterdir()) if d.exists() else []
+    assert leftovers == [], f"down() left {leftovers} in {d}"
+    # A second attempt reports the real problem again, not "not empty".
+    with pytest.raises(SandboxError, match="initialising the data dir failed"):
+        Sandbox(d, replicas=1).up()
+
+
+def test_failed_bootstrap_in_a_with_block_cleans_the_dir(tmp_path: Path, failing_binaries: Path) -> None:
+    d = tmp_path / "sb2"
+    with pytest.raises(SandboxError), Sandbox(d, replicas=1):
+        pass
+    assert not d.exists() or not any(d.iterdir()), sorted(p.name for p in d.iterdir())

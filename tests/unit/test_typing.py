@@ -8,8 +8,6 @@ from pathlib import Path
 import mypy.api as mypy_api  # in the test extra
 import pytest
 
-pytestmark = pytest.mark.typing
-
 _MODELS = """
     from typing import assert_type
     from sqlalchemy import ScalarResult, CursorResult, Result, select, text
@@ -48,11 +46,19 @@ def _mypy(tmp_path: Path, body: str) -> tuple[str, int]:
     path = tmp_path / "user_code.py"
     path.write_text(textwrap.dedent(_MODELS) + textwrap.dedent(body))
     out, err, status = mypy_api.run(
-        ["--strict", "--no-incremental", "--cache-dir", str(tmp_path / ".mypy_cache"), str(path)]
+        [
+            "--strict",
+            "--no-incremental",
+            "--follow-imports=silent",
+            "--cache-dir",
+            str(tmp_path / ".mypy_cache"),
+            str(path),
+        ]
     )
     return out + err, status
 
 
+@pytest.mark.typing  # the exact types below are SQLAlchemy 2.1's
 def test_routed_results_keep_their_types(tmp_path: Path) -> None:
     out, status = _mypy(tmp_path, _CHECKS)
     assert status == 0, out
@@ -69,18 +75,45 @@ _SESSION_CALLS = (
 )
 
 
-def test_routing_session_methods_type_as_plain_session_methods(tmp_path: Path) -> None:
-    lines = ["from sqlalchemy.orm import Session as Plain", "plain = Plain()", "routed = Session()"]
-    for call in _SESSION_CALLS:
+_CONNECTION_CALLS = (  # scalar(select(...)): rwsplit's is str | None, plain 2.1 says Any | None
+    "scalars(select(User.id))",
+    "scalar(text('SELECT 1'))",
+    "scalars(text('SELECT 1'))",
+)
+
+
+def _same_types_as(tmp_path: Path, plain: str, routed: str, calls: tuple[str, ...]) -> None:
+    """Each ``routed.<call>`` has the type ``plain.<call>`` has, on the installed SQLAlchemy."""
+    lines = [plain, routed]
+    for call in calls:
         lines += [f"reveal_type(plain.{call})", f"reveal_type(routed.{call})"]
     out, status = _mypy(tmp_path, "\n".join(lines) + "\n")
     assert status == 0, out
     revealed = [line.split("Revealed type is ", 1)[1] for line in out.splitlines() if "Revealed type" in line]
-    assert len(revealed) == 2 * len(_SESSION_CALLS), out
-    for call, plain, routed in zip(_SESSION_CALLS, revealed[::2], revealed[1::2], strict=True):
-        assert routed == plain, (call, plain, routed)
+    assert len(revealed) == 2 * len(calls), out
+    for call, plain_type, routed_type in zip(calls, revealed[::2], revealed[1::2], strict=True):
+        assert routed_type == plain_type, (call, plain_type, routed_type)
 
 
+def test_routing_session_methods_type_as_plain_session_methods(tmp_path: Path) -> None:
+    _same_types_as(
+        tmp_path,
+        "from sqlalchemy.orm import Session as Plain; plain = Plain()",
+        "routed = Session()",
+        _SESSION_CALLS,
+    )
+
+
+def test_routing_connection_scalars_type_as_plain_connection_ones(tmp_path: Path) -> None:
+    _same_types_as(
+        tmp_path,
+        "plain = engine.primary.connect()",
+        "routed = engine.connect()",
+        _CONNECTION_CALLS,
+    )
+
+
+@pytest.mark.typing
 def test_a_wrong_type_is_reported(tmp_path: Path) -> None:
     """The check above can fail: mypy sees the real result types, not ``Any``."""
     out, status = _mypy(
