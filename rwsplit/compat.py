@@ -16,7 +16,14 @@ from sqlalchemy.orm import Session, SessionTransaction
 from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.elements import ClauseElement
 from sqlalchemy.sql.lambdas import StatementLambdaElement
-from sqlalchemy.sql.selectable import ForUpdateArg, GenerativeSelect, HasHints, HasPrefixes, HasSuffixes
+from sqlalchemy.sql.selectable import (
+    ForUpdateArg,
+    GenerativeSelect,
+    HasHints,
+    HasPrefixes,
+    HasSuffixes,
+    Select,
+)
 
 __all__ = ["SQLAlchemyChanged"]
 
@@ -166,7 +173,9 @@ def orm_load(statement: object) -> str | None:
     without the ORM event (``_compile_options._for_refresh_state``/``_current_path``)."""
     if _ORM_COMPILE_OPTIONS is None:
         raise SQLAlchemyChanged("the ORM compile options _for_refresh_state/_current_path are gone")
-    opts = getattr(statement, "_compile_options", None)  # Core statements have no ORM flags
+    opts = getattr(statement, "_compile_options", None)  # text() and DML carry none
+    if opts is None and isinstance(statement, Select):
+        raise SQLAlchemyChanged("Select._compile_options is gone")
     if getattr(opts, "_for_refresh_state", False):
         return "refresh"
     path = getattr(opts, "_current_path", None)

@@ -16,6 +16,7 @@ from sqlalchemy.engine import CursorResult, Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, registry
 
+from ..compat import flushing
 from ..errors import RwsplitError, describe_error
 
 
@@ -33,7 +34,7 @@ class NaiveSession(Session):
         self.last_target: str | None = None
 
     def get_bind(self, mapper: Any = None, clause: Any = None, **kw: Any) -> Any:
-        if self._flushing or isinstance(clause, (sa.Update, sa.Delete, sa.Insert)):
+        if flushing(self) or isinstance(clause, (sa.Update, sa.Delete, sa.Insert)):
             self.last_target = "primary"
             return self._naive_primary
         self.last_target, engine = random.choice(self._naive_replicas)

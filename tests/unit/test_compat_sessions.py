@@ -136,6 +136,21 @@ def test_missing_orm_compile_options_is_loud(monkeypatch: pytest.MonkeyPatch) ->
         compat.orm_load(sa.select(Parent))
 
 
+def test_a_select_without_compile_options_is_loud() -> None:
+    """If Select._compile_options were renamed, refresh/lazy loads must not silently read a replica."""
+
+    class Renamed(sa.Select[Any]):
+        def __getattribute__(self, name: str) -> Any:
+            if name == "_compile_options":
+                raise AttributeError(name)
+            return super().__getattribute__(name)
+
+    statement = Renamed(sa.column("x"))
+    with pytest.raises(SQLAlchemyChanged, match="Select._compile_options"):
+        compat.orm_load(statement)
+    assert compat.orm_load(sa.text("SELECT 1")) is None
+
+
 def test_orm_compile_options_lookup_answers_none_when_gone(monkeypatch: pytest.MonkeyPatch) -> None:
     from sqlalchemy.orm import context
 
