@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any, Final
 
-from sqlalchemy.engine import Engine
+from sqlalchemy import inspection
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, SessionTransaction
 from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.elements import ClauseElement
@@ -195,3 +196,18 @@ def wrap_dialect(engine: Engine, name: str, wrap: Callable[[Any], Any]) -> None:
     if not callable(original):
         raise SQLAlchemyChanged(f"Dialect.{name} is gone")
     setattr(dialect, name, wrap(original))
+
+
+# ------------------------------------------------------------------ Core connections (pandas, Alembic)
+
+
+def run_ddl_visitor(connection: Connection, visitor: Any, element: Any, **kwargs: Any) -> None:
+    """Run a DDL visitor (``create_all``, ``Table.create``/``drop``) on ``connection``
+    (``Connection._run_ddl_visitor``, what SQLAlchemy calls on the ``bind`` it is given)."""
+    _private(connection, "_run_ddl_visitor")(visitor, element, **kwargs)
+
+
+def register_inspection(cls: type, inspect: Callable[[Any], Any]) -> None:
+    """Make ``sqlalchemy.inspect(obj)`` of a ``cls`` instance return ``inspect(obj)``
+    (``sqlalchemy.inspection._inspects``, how SQLAlchemy registers its own inspectable types)."""
+    _private(inspection, "_inspects")(cls)(inspect)

@@ -12,15 +12,19 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine.interfaces import ConnectionEventsTarget
 from sqlalchemy.exc import DBAPIError
 
 from .causal import request_capture, take_captured
-from .compat import statement_options
+from .compat import register_inspection, run_ddl_visitor, statement_options
 from .consistency_state import ConsistencyState
 from .failover import recover_read
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import CursorResult, ScalarResult
+    from sqlalchemy.engine import CursorResult, Dialect, NestedTransaction, ScalarResult
+    from sqlalchemy.engine.interfaces import IsolationLevel
+    from sqlalchemy.engine.reflection import Inspector
+    from sqlalchemy.pool import PoolProxiedConnection
     from sqlalchemy.sql.base import Executable
     from sqlalchemy.sql.selectable import TypedReturnsRows
     from typing_extensions import TypeVarTuple, Unpack
@@ -34,6 +38,10 @@ _T = TypeVar("_T")
 
 __all__ = ["RoutingConnection", "RoutingTransaction"]
 
+# The rest of Connection's public API: run on the primary connection (see RoutingConnection.__getattr__).
+# ``dispatch`` stays out: events on a RoutingConnection are not supported (listen on engine.engines).
+_PRIMARY_FALLBACK = frozenset(name for name in dir(Connection) if not name.startswith("_")) - {"dispatch"}
+
 
 class RoutingTransaction:
     """What :meth:`RoutingConnection.begin` returns: ``commit()``, ``rollback()`` or a ``with`` block.
@@ -41,9 +49,16 @@ class RoutingTransaction:
     Like SQLAlchemy's ``RootTransaction``: the block commits on success and rolls back on error.
     """
 
+    nested = False  # a root transaction; begin_nested() returns SQLAlchemy's NestedTransaction
+
     def __init__(self, connection: RoutingConnection) -> None:
         self.connection = connection
         self.is_active = True
+
+    @property
+    def is_valid(self) -> bool:
+        """Active and its connection not invalidated (``Transaction.is_valid``)."""
+        return self.is_active and not self.connection.invalidated
 
     def commit(self) -> None:
         if not self.is_active:
@@ -70,7 +85,7 @@ class RoutingTransaction:
             self.rollback()
 
 
-class RoutingConnection:
+class RoutingConnection(ConnectionEventsTarget):
     """A Core connection that routes each statement: reads to a replica, the rest to the primary.
 
     Supports ``execute``, ``exec_driver_sql``, ``scalar``, ``scalars``, ``begin`` (a
@@ -91,7 +106,15 @@ class RoutingConnection:
         self._transaction: RoutingTransaction | None = None
         self._block: RoutingTransaction | None = None  # the ``with conn.begin():`` block we are in
         self.closed = False
+        self.invalidated = False
         self.last_target: str | None = None
+        self.info: dict[Any, Any] = {}  # per RoutingConnection, like Connection.info for user data
+        self._execution_options: dict[str, Any] = {}
+
+    @property
+    def dialect(self) -> Dialect:
+        """The primary's dialect (every server of a cluster has the same)."""
+        return self.engine.primary.dialect
 
     # ---------------------------------------------------------------- executing
     @overload
@@ -112,20 +135,18 @@ class RoutingConnection:
     ) -> CursorResult[Unpack[_AnyRow]]: ...
     def execute(self, statement: Any, parameters: Any = None, *, execution_options: Any = None) -> Any:
         """``Connection.execute``, on the connection this statement routes to."""
+        options = self._call_options(execution_options)
         return self._route(
-            statement,
-            execution_options,
-            lambda c: c.execute(statement, parameters, execution_options=execution_options),
+            statement, options, lambda c: c.execute(statement, parameters, execution_options=options)
         )
 
     def exec_driver_sql(
         self, statement: str, parameters: Any = None, execution_options: Mapping[str, Any] | None = None
     ) -> CursorResult[Unpack[_AnyRow]]:
         """``Connection.exec_driver_sql``, routed by the text of ``statement``."""
+        options = self._call_options(execution_options)
         result: CursorResult[Unpack[_AnyRow]] = self._route(
-            statement,
-            execution_options,
-            lambda c: c.exec_driver_sql(statement, parameters, execution_options),
+            statement, options, lambda c: c.exec_driver_sql(statement, parameters, options)
         )
         return result
 
@@ -185,6 +206,12 @@ class RoutingConnection:
         """The first column of every row (``Connection.scalars``), routed like :meth:`execute`."""
         return self.execute(statement, parameters, execution_options=execution_options).scalars()
 
+    def _call_options(self, execution_options: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+        """This connection's :meth:`execution_options` under those of one call (SQLAlchemy's order)."""
+        if not self._execution_options:
+            return execution_options
+        return {**self._execution_options, **(execution_options or {})}
+
     def _options(self, statement: Any, execution_options: Any) -> Mapping[str, Any] | None:
         own = statement_options(statement)
         if own and execution_options:
@@ -237,6 +264,7 @@ class RoutingConnection:
     def _check_open(self) -> None:
         if self.closed:
             raise sa.exc.ResourceClosedError("this RoutingConnection is closed")
+        self.invalidated = False  # the next statement checks out fresh DBAPI connections
         if self._block is not None and not self._block.is_active:
             # As SQLAlchemy: work after commit()/rollback() inside the block would escape it.
             raise sa.exc.InvalidRequestError(
@@ -292,11 +320,92 @@ class RoutingConnection:
         self._transaction = RoutingTransaction(self)
         return self._transaction
 
-    def begin_nested(self) -> Any:
+    def begin_nested(self) -> NestedTransaction:
         """A SAVEPOINT on the primary (SQLAlchemy's ``NestedTransaction``); the transaction stays there."""
         self._check_open()
         self.state.bind_transaction()
         return self._primary_connection().begin_nested()
+
+    def get_transaction(self) -> RoutingTransaction | None:
+        """The transaction in progress, begun or autobegun, else None (``Connection.get_transaction``)."""
+        if self._transaction is None and self.in_transaction():
+            self._transaction = RoutingTransaction(self)
+        return self._transaction
+
+    def in_nested_transaction(self) -> bool:
+        """A :meth:`begin_nested` savepoint is open (savepoints live on the primary)."""
+        return self._primary is not None and self._primary.in_nested_transaction()
+
+    def get_nested_transaction(self) -> NestedTransaction | None:
+        """The innermost open savepoint, else None (``Connection.get_nested_transaction``)."""
+        return self._primary.get_nested_transaction() if self._primary is not None else None
+
+    def execution_options(self, **options: Any) -> RoutingConnection:
+        """Options for every later statement of this connection, returned (``Connection.execution_options``).
+
+        ``isolation_level`` changes the primary's DBAPI connection: as after ``SET``, later reads
+        of this connection run there (replica reads are autocommit snapshots anyway).
+        """
+        self._check_open()
+        if "isolation_level" in options:
+            level = options.pop("isolation_level")
+            self._primary_connection().execution_options(isolation_level=level)
+            self.state.mark_connection_state()
+        self._execution_options = {**self._execution_options, **options}
+        return self
+
+    def get_execution_options(self) -> Mapping[str, Any]:
+        """The options set by :meth:`execution_options` (``Connection.get_execution_options``)."""
+        return sa.util.immutabledict(self._execution_options)
+
+    def get_isolation_level(self) -> IsolationLevel:
+        """The primary connection's isolation level (where transactions run)."""
+        return self._primary_connection().get_isolation_level()
+
+    @property
+    def default_isolation_level(self) -> IsolationLevel | None:
+        """The primary's default isolation level."""
+        return self._primary_connection().default_isolation_level
+
+    @property
+    def connection(self) -> PoolProxiedConnection:
+        """The primary's DBAPI connection: what runs on it is invisible to routing, so every later
+        read of this connection goes to the primary too (as after ``SET``)."""
+        self._check_open()
+        self.state.mark_connection_state()
+        return self._primary_connection().connection
+
+    if not TYPE_CHECKING:  # type checkers keep flagging names Connection does not have
+
+        def __getattr__(self, name: str) -> Any:
+            """The rest of ``Connection``'s public API (``detach``, two-phase commit …) on the primary.
+
+            Unknown effects run where writes run, and later reads follow them there (as after
+            ``SET``): never an ``AttributeError`` for a name ``Connection`` has, nor a replica write.
+            """
+            if name not in _PRIMARY_FALLBACK or "state" not in self.__dict__:
+                raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+            self._check_open()
+            self.state.mark_connection_state()
+            return getattr(self._primary_connection(), name)
+
+    def _run_ddl_visitor(self, visitor: Any, element: Any, **kwargs: Any) -> None:
+        """What ``create_all``/``drop_all``/``Table.create`` call on their ``bind``: DDL on the primary.
+
+        It counts as a write: later reads of this connection see the new schema on the primary.
+        """
+        self._check_open()
+        self.state.ran_on_primary("write")
+        self.last_target = "primary"
+        run_ddl_visitor(self._primary_connection(), visitor, element, **kwargs)
+
+    def _catalog_connection(self) -> Connection:
+        """Where reflection reads: the primary (a replica may lag a DDL), in the transaction when
+        one is bound there (its DDL, temporary tables), else in autocommit (the latest catalog)."""
+        self._check_open()
+        if self.state.tx_on_primary or self.state.connection_state:
+            return self._primary_connection()
+        return self._reader_connection(self.engine._primary_reads)
 
     def commit(self) -> None:
         state = self.state
@@ -331,6 +440,21 @@ class RoutingConnection:
             self._transaction = None
         self.state.transaction_ended()
 
+    def invalidate(self, exception: BaseException | None = None) -> None:
+        """Discard every DBAPI connection this holds (``Connection.invalidate``): an open transaction
+        is lost; the next statement checks out fresh connections."""
+        self._check_open()
+        held = [c for c in (self._primary, self._reader) if c is not None]
+        if self._replica is not None:
+            held.append(self._replica[1])
+        for conn in held:
+            with contextlib.suppress(Exception):
+                conn.invalidate(exception)
+                conn.close()
+        self._primary = self._reader = self._replica = None
+        self._end_transaction()
+        self.invalidated = True
+
     def close(self) -> None:
         """Roll back anything uncommitted (as SQLAlchemy does) and return connections to their pools."""
         if self.closed:
@@ -351,3 +475,11 @@ class RoutingConnection:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _inspect_connection(connection: RoutingConnection) -> Inspector:
+    """``sqlalchemy.inspect(routing_connection)``: an Inspector on the primary (pandas, Alembic)."""
+    return sa.inspect(connection._catalog_connection())
+
+
+register_inspection(RoutingConnection, _inspect_connection)
