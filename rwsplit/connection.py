@@ -16,7 +16,7 @@ from sqlalchemy.engine.interfaces import ConnectionEventsTarget
 from sqlalchemy.exc import DBAPIError
 
 from .causal import request_capture, take_captured
-from .compat import register_inspection, run_ddl_visitor, statement_options
+from .compat import register_inspection, run_ddl_visitor, statement_options, wrap_dialect
 from .consistency_state import ConsistencyState
 from .failover import recover_read
 
@@ -41,6 +41,8 @@ __all__ = ["RoutingConnection", "RoutingTransaction"]
 # The rest of Connection's public API: run on the primary connection (see RoutingConnection.__getattr__).
 # ``dispatch`` stays out: events on a RoutingConnection are not supported (listen on engine.engines).
 _PRIMARY_FALLBACK = frozenset(name for name in dir(Connection) if not name.startswith("_")) - {"dispatch"}
+# Dialect methods that refuse anything but a Connection (Alembic calls ``dialect.has_table(conn, …)``).
+_CATALOG_PROBES = ("has_table", "has_index", "has_sequence", "has_schema")
 
 
 class RoutingTransaction:
@@ -113,7 +115,9 @@ class RoutingConnection(ConnectionEventsTarget):
 
     @property
     def dialect(self) -> Dialect:
-        """The primary's dialect (every server of a cluster has the same)."""
+        """The primary's dialect (every server of a cluster has the same); its ``has_table`` and
+        other catalog probes accept this connection and ask the primary's catalog."""
+        _accept_routing_connections(self.engine.primary)
         return self.engine.primary.dialect
 
     # ---------------------------------------------------------------- executing
@@ -483,3 +487,33 @@ def _inspect_connection(connection: RoutingConnection) -> Inspector:
 
 
 register_inspection(RoutingConnection, _inspect_connection)
+
+
+def _accept_routing_connections(primary: Engine) -> None:
+    """Let the primary's dialect take a RoutingConnection where SQLAlchemy insists on a Connection.
+
+    ``dialect.has_table(connection, …)`` raises ``ArgumentError`` for anything else; wrapped, it
+    reads the catalog where :func:`sqlalchemy.inspect` of the connection does (the primary). Only
+    schema tools call these probes directly (Alembic, before reading its version table): later
+    reads of that connection go to the primary too, so they never see a replica lagging the schema.
+    """
+    dialect = primary.dialect
+    if getattr(dialect, "_rwsplit_catalog", False):
+        return
+
+    def wrap(name: str) -> Any:
+        def wrapper(original: Any) -> Any:
+            def probe(connection: Any, *args: Any, **kwargs: Any) -> Any:
+                if not isinstance(connection, RoutingConnection):
+                    return original(connection, *args, **kwargs)
+                connection.state.mark_connection_state()
+                catalog = connection._catalog_connection()  # its own, initialized, dialect answers
+                return getattr(catalog.dialect, name)(catalog, *args, **kwargs)
+
+            return probe
+
+        return wrapper
+
+    for name in _CATALOG_PROBES:
+        wrap_dialect(primary, name, wrap(name))
+    dialect._rwsplit_catalog = True  # type: ignore[attr-defined]

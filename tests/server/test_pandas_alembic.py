@@ -1,0 +1,136 @@
+"""README pandas and Alembic: pandas reads through a RoutingConnection run on a replica, its writes and
+DDL (``to_sql``) and Alembic migrations on the primary."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from alembic.migration import MigrationContext
+from alembic.operations import Operations
+from helpers import PRIMARY, REPLICAS, SERVER_ID, unique
+from models import Item
+from sqlalchemy import insert, select, text
+
+import rwsplit
+from rwsplit.sandbox import Sandbox
+
+COLUMNS = "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = %s AND table_name = %s"
+
+
+@pytest.fixture()
+def drop_later(sandbox: Sandbox) -> Iterator[Callable[[str], str]]:
+    """A table name (``unique(prefix)`` as an identifier) to drop, on the primary, at teardown."""
+    names: list[str] = []
+
+    def name(prefix: str) -> str:
+        names.append(unique(prefix).replace("-", "_").lower() if prefix != "alembic_version" else prefix)
+        return names[-1]
+
+    yield name
+    with sandbox.connect("primary") as conn, conn.cursor() as cur:
+        for name in names:
+            cur.execute(f"DROP TABLE IF EXISTS `{sandbox.database}`.`{name}`")
+
+
+def _columns(sandbox: Sandbox, server: str, table: str) -> int:
+    with sandbox.connect(server) as conn, conn.cursor() as cur:
+        cur.execute(COLUMNS, (sandbox.database, table))
+        return int(cur.fetchone()[0])  # type: ignore[index]
+
+
+def test_read_sql_of_a_string_a_select_and_a_text_runs_on_a_replica(eng, ids) -> None:
+    with eng.connect() as conn:
+        for query in (SERVER_ID, select(sa.literal_column("@@GLOBAL.server_id")), text(SERVER_ID)):
+            frame = pd.read_sql(query, conn)
+            assert ids[int(frame.iloc[0, 0])] in REPLICAS, query
+            assert conn.last_target in REPLICAS
+        assert not conn.in_transaction()
+
+
+def test_read_sql_table_reads_a_replica(make_engine, stale_replicas, on_primary) -> None:
+    eng = make_engine(max_lag=60)
+    fresh = unique("pd")
+    on_primary("INSERT INTO test_ru_item (name) VALUES (%s)", fresh)  # the stale replicas lack it
+    with eng.connect() as conn:
+        frame = pd.read_sql_table(Item.__tablename__, conn)
+        assert conn.last_target in REPLICAS
+        assert fresh not in set(frame["name"])
+        assert list(frame.columns) == ["id", "name"]  # reflected (on the primary's catalog)
+
+
+def test_read_sql_after_a_write_of_the_connection_reads_the_primary(make_engine, stale_replicas) -> None:
+    eng = make_engine(max_lag=60)
+    name = unique("pd")
+    with eng.connect() as conn:
+        conn.execute(insert(Item).values(name=name))
+        frame = pd.read_sql(select(Item.name).where(Item.name == name), conn)
+        assert list(frame["name"]) == [name]
+        assert conn.last_target == PRIMARY
+        conn.commit()
+
+
+def test_to_sql_creates_and_fills_the_table_on_the_primary(
+    eng, sandbox, caught_up, on_primary, drop_later
+) -> None:
+    table = drop_later("pd_out")
+    df = pd.DataFrame({"a": [1, 2, 3], "b": ["x", "y", "z"]})
+    with eng.connect() as conn:
+        assert df.to_sql(table, conn, index=False) == 3
+        assert not conn.in_transaction()  # pandas' own begin() block committed
+        assert df.to_sql(table, conn, index=False, if_exists="append") == 3
+        back = pd.read_sql(f"SELECT a, b FROM {table} ORDER BY a", conn)  # the table is new: primary
+        assert len(back) == 6
+    assert on_primary(f"SELECT COUNT(*) FROM {table}") == 6
+    caught_up()
+    for replica in REPLICAS:
+        assert _columns(sandbox, replica, table) == 2
+
+
+def test_to_sql_replace_drops_and_recreates_on_the_primary(eng, on_primary, drop_later) -> None:
+    table = drop_later("pd_rep")
+    with eng.connect() as conn:
+        pd.DataFrame({"a": [1, 2]}).to_sql(table, conn, index=False)
+        pd.DataFrame({"c": [7]}).to_sql(table, conn, index=False, if_exists="replace")
+    assert on_primary(f"SELECT c FROM {table}") == 7
+
+
+def _migrate(conn: object, table: str) -> None:
+    """A real migration: create a table, then add a column, through Alembic's Operations."""
+    ctx = MigrationContext.configure(conn)  # type: ignore[arg-type]
+    with ctx.begin_transaction():
+        op = Operations(ctx)
+        op.create_table(
+            table, sa.Column("id", sa.Integer, primary_key=True), sa.Column("name", sa.String(50))
+        )
+        op.add_column(table, sa.Column("extra", sa.Integer))
+        op.execute(sa.text(f"INSERT INTO {table} (name, extra) VALUES ('seed', 1)"))
+
+
+@pytest.mark.parametrize("via", ["routing", "primary"])
+def test_alembic_migration_runs_on_the_primary_and_replicates(
+    eng: rwsplit.RoutingEngine, sandbox, caught_up, on_primary, drop_later, via: str
+) -> None:
+    table = drop_later(f"alembic_{via}")
+    connect = eng.connect if via == "routing" else eng.primary.connect
+    with connect() as conn:
+        _migrate(conn, table)
+        conn.commit()
+    assert _columns(sandbox, "primary", table) == 3
+    assert on_primary(f"SELECT extra FROM {table} WHERE name = 'seed'") == 1
+    caught_up()
+    for replica in REPLICAS:
+        assert _columns(sandbox, replica, table) == 3
+
+
+def test_alembic_reads_its_version_on_the_primary(
+    make_engine, stale_replicas, on_primary, drop_later
+) -> None:
+    eng = make_engine(max_lag=60)
+    drop_later("alembic_version")
+    on_primary("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)")
+    on_primary("INSERT INTO alembic_version VALUES ('rev1')")  # the stale replicas lack both
+    with eng.connect() as conn:
+        assert MigrationContext.configure(conn).get_current_revision() == "rev1"
