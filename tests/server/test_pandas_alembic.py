@@ -21,12 +21,12 @@ COLUMNS = "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = 
 
 
 @pytest.fixture()
-def drop_later(sandbox: Sandbox) -> Iterator[Callable[[str], str]]:
-    """A table name (``unique(prefix)`` as an identifier) to drop, on the primary, at teardown."""
+def drop_later(sandbox: Sandbox) -> Iterator[Callable[..., str]]:
+    """A table name (``unique(prefix)`` as an identifier, or ``exact``) to drop on the primary at teardown."""
     names: list[str] = []
 
-    def name(prefix: str) -> str:
-        names.append(unique(prefix).replace("-", "_").lower() if prefix != "alembic_version" else prefix)
+    def name(prefix: str, *, exact: bool = False) -> str:
+        names.append(prefix if exact else unique(prefix).replace("-", "_").lower())
         return names[-1]
 
     yield name
@@ -129,8 +129,22 @@ def test_alembic_reads_its_version_on_the_primary(
     make_engine, stale_replicas, on_primary, drop_later
 ) -> None:
     eng = make_engine(max_lag=60)
-    drop_later("alembic_version")
+    drop_later("alembic_version", exact=True)
     on_primary("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)")
     on_primary("INSERT INTO alembic_version VALUES ('rev1')")  # the stale replicas lack both
     with eng.connect() as conn:
         assert MigrationContext.configure(conn).get_current_revision() == "rev1"
+
+
+def test_the_readme_pandas_example_runs_as_written(eng, on_primary, drop_later) -> None:
+    from test_readme import Base as ReadmeBase
+    from test_readme import User as ReadmeUser
+    from test_readme import code_block
+
+    drop_later("test_readme_copy", exact=True)
+    ReadmeBase.metadata.create_all(eng.primary)
+    on_primary("INSERT INTO test_readme_user (name) VALUES ('Pandas')")
+    scope: dict[str, object] = {"engine": eng, "User": ReadmeUser}
+    exec(compile(code_block("pandas and Alembic"), "README.rst:pandas", "exec"), scope)
+    assert on_primary("SELECT COUNT(*) FROM test_readme_copy") == len(scope["users"])  # type: ignore[arg-type]
+    assert int(scope["count"].iloc[0, 0]) >= 1  # type: ignore[attr-defined]
