@@ -1,4 +1,4 @@
-"""``RoutingConnection``: a Core connection that routes each statement, and its ``RoutingTransaction``.
+"""``RoutingConnection``: a Core connection that routes each statement (the Connection API code expects).
 
 Writes autobegin a transaction on the primary; replica reads, and primary reads outside one, run
 in autocommit on their own connections.
@@ -19,6 +19,7 @@ from .causal import request_capture, take_captured
 from .compat import register_inspection, run_ddl_visitor, statement_options, wrap_dialect
 from .consistency_state import ConsistencyState
 from .failover import recover_read
+from .transaction import RoutingTransaction
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import CursorResult, Dialect, NestedTransaction, ScalarResult
@@ -36,55 +37,13 @@ if TYPE_CHECKING:
 
 _T = TypeVar("_T")
 
-__all__ = ["RoutingConnection", "RoutingTransaction"]
+__all__ = ["RoutingConnection"]
 
 # The rest of Connection's public API: run on the primary connection (see RoutingConnection.__getattr__).
 # ``dispatch`` stays out: events on a RoutingConnection are not supported (listen on engine.engines).
 _PRIMARY_FALLBACK = frozenset(name for name in dir(Connection) if not name.startswith("_")) - {"dispatch"}
 # Dialect methods that refuse anything but a Connection (Alembic calls ``dialect.has_table(conn, …)``).
 _CATALOG_PROBES = ("has_table", "has_index", "has_sequence", "has_schema")
-
-
-class RoutingTransaction:
-    """What :meth:`RoutingConnection.begin` returns: ``commit()``, ``rollback()`` or a ``with`` block.
-
-    Like SQLAlchemy's ``RootTransaction``: the block commits on success and rolls back on error.
-    """
-
-    nested = False  # a root transaction; begin_nested() returns SQLAlchemy's NestedTransaction
-
-    def __init__(self, connection: RoutingConnection) -> None:
-        self.connection = connection
-        self.is_active = True
-
-    @property
-    def is_valid(self) -> bool:
-        """Active and its connection not invalidated (``Transaction.is_valid``)."""
-        return self.is_active and not self.connection.invalidated
-
-    def commit(self) -> None:
-        if not self.is_active:
-            raise sa.exc.InvalidRequestError("This transaction is inactive")
-        self.connection.commit()
-
-    def rollback(self) -> None:
-        if self.is_active:
-            self.connection.rollback()
-
-    close = rollback
-
-    def __enter__(self) -> RoutingTransaction:
-        self.connection._block = self
-        return self
-
-    def __exit__(self, exc_type: object, *exc: object) -> None:
-        self.connection._block = None
-        if not self.is_active:
-            return
-        if exc_type is None:
-            self.commit()
-        else:
-            self.rollback()
 
 
 class RoutingConnection(ConnectionEventsTarget):

@@ -61,16 +61,6 @@ def test_get_transaction_of_an_autobegun_write_commits_it(eng, on_primary) -> No
     assert on_primary(COUNT, name) == 1
 
 
-def test_close_of_a_begun_transaction_rolls_back(eng, on_primary) -> None:
-    name = unique("close")
-    with eng.connect() as conn:
-        trans = conn.begin()
-        conn.execute(insert(Item).values(name=name))
-        trans.close()
-        assert not trans.is_active and not conn.in_transaction()
-    assert on_primary(COUNT, name) == 0
-
-
 def test_begin_nested_is_a_savepoint_reported_by_the_connection(eng, on_primary, where) -> None:
     keep, drop = unique("keep"), unique("drop")
     with eng.connect() as conn:
@@ -115,14 +105,18 @@ def test_info_is_a_dict_of_each_connection(eng) -> None:
         assert other.info == {}
 
 
-def test_invalidate_discards_the_connections_and_loses_the_open_transaction(eng, on_primary) -> None:
-    name = unique("inval")
+@pytest.mark.parametrize("end", ["close", "invalidate"])
+def test_transaction_close_and_invalidate_lose_the_open_transaction(eng, on_primary, end: str) -> None:
+    name = unique(end)
     with eng.connect() as conn:
         trans = conn.begin()
         conn.execute(insert(Item).values(name=name))
-        conn.invalidate()
-        assert conn.invalidated and not trans.is_active and not trans.is_valid
-        assert not conn.in_transaction()
+        if end == "close":
+            trans.close()  # as RootTransaction.close(): rolls back
+        else:
+            conn.invalidate()  # the DBAPI connections are discarded
+            assert conn.invalidated and not trans.is_valid
+        assert not trans.is_active and not conn.in_transaction()
         assert on_primary(COUNT, name) == 0
         assert conn.scalar(text("SELECT 1")) == 1  # usable again, on fresh connections
         assert not conn.invalidated
