@@ -58,6 +58,17 @@ class RoutingConnection(ConnectionEventsTarget):
     connection goes there, until it closes.
     """
 
+    # A Connectable (pandas checks it) without events of its own: its statements run on other
+    # connections, so a listener here would never fire. ``event.listen`` raises instead (below).
+    dispatch = None  # type: ignore[assignment]
+
+    def _no_async_engine_events(self) -> None:
+        """What ``sqlalchemy.event.listen(routing_connection, …)`` calls: refuse, naming what to use."""
+        raise sa.exc.InvalidRequestError(
+            "events cannot be listened to on a RoutingConnection (its statements run on other "
+            "connections); listen on engine.primary or engine.engines[name], each server's Engine"
+        )
+
     def __init__(self, engine: RoutingEngine, state: ConsistencyState) -> None:
         self.engine = engine
         self.state = state

@@ -131,6 +131,8 @@ def test_the_rest_of_connections_api_runs_on_the_primary(eng, where) -> None:
         assert where(conn) == PRIMARY  # after an unknown effect, reads follow the primary connection
         with pytest.raises(AttributeError, match="no_such_thing"):
             conn.no_such_thing  # noqa: B018
+        with pytest.raises(InvalidRequestError, match=r"engine\.primary or engine\.engines"):
+            sa.event.listen(conn, "before_execute", lambda *args: None)
     with eng.connect() as conn:
         dbapi = conn.connection  # raw DBAPI access: invisible to routing
         with dbapi.cursor() as cur:
