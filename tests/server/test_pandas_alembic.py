@@ -148,3 +148,19 @@ def test_the_readme_pandas_example_runs_as_written(eng, on_primary, drop_later) 
     exec(compile(code_block("pandas and Alembic"), "README.rst:pandas", "exec"), scope)
     assert on_primary("SELECT COUNT(*) FROM test_readme_copy") == len(scope["users"])  # type: ignore[arg-type]
     assert int(scope["count"].iloc[0, 0]) >= 1  # type: ignore[attr-defined]
+
+
+def test_read_sql_with_parameters_and_chunks_reads_a_replica(eng, caught_up, on_primary) -> None:
+    names = [unique("chunk") for _ in range(3)]
+    for name in names:
+        on_primary("INSERT INTO test_ru_item (name) VALUES (%s)", name)
+    caught_up()
+    query = text("SELECT name FROM test_ru_item WHERE name IN :names ORDER BY name")
+    query = query.bindparams(sa.bindparam("names", expanding=True))
+    with eng.connect() as conn:
+        frames = list(pd.read_sql(query, conn, params={"names": names}, chunksize=2))
+        assert conn.last_target in REPLICAS
+        assert [len(f) for f in frames] == [2, 1]
+        assert list(pd.concat(frames)["name"]) == sorted(names)
+        one = pd.read_sql("SELECT name FROM test_ru_item WHERE name = %(n)s", conn, params={"n": names[0]})
+        assert list(one["name"]) == [names[0]] and conn.last_target in REPLICAS
