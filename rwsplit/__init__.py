@@ -18,7 +18,7 @@ from .balancer import (
 from .balancer import __getattr__ as __getattr__  # the balancers' pre-0.2 names, deprecated
 from .causal import ConsistencyScope, consistency, merge_tokens
 from .classifier import Route, classify
-from .connection import RoutingConnection
+from .connection import RoutingConnection, RoutingTransaction
 from .consistency_state import pin_primary_until, pinned_until
 from .engine import RoutingEngine, ServerReport, create_engine
 from .errors import (
@@ -30,7 +30,6 @@ from .errors import (
 )
 from .failover import Retry
 from .session import RoutingSession, UsePrimary, sessionmaker
-from .transaction import RoutingTransaction
 from .urls import parse_url_list
 
 __all__ = [

@@ -11,8 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any, Final
 
-from sqlalchemy import inspection
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, SessionTransaction
 from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.elements import ClauseElement
@@ -198,16 +197,25 @@ def wrap_dialect(engine: Engine, name: str, wrap: Callable[[Any], Any]) -> None:
     setattr(dialect, name, wrap(original))
 
 
-# ------------------------------------------------------------------ Core connections (pandas, Alembic)
+# ------------------------------------------------------------------ the engine surface
+# SQLAlchemy calls ``bind._run_ddl_visitor`` for create_all/drop_all/Table.create, and has no
+# public way to make a new class inspectable.
 
 
-def run_ddl_visitor(connection: Connection, visitor: Any, element: Any, **kwargs: Any) -> None:
-    """Run a DDL visitor (``create_all``, ``Table.create``/``drop``) on ``connection``
-    (``Connection._run_ddl_visitor``, what SQLAlchemy calls on the ``bind`` it is given)."""
-    _private(connection, "_run_ddl_visitor")(visitor, element, **kwargs)
+def run_ddl_visitor(engine: Engine, visitor: Any, element: Any, **kw: Any) -> None:
+    """Run a DDL visitor (``create_all``, ``drop_all``, ``Table.create``) on ``engine``, in one
+    transaction (``Engine._run_ddl_visitor``, which SQLAlchemy calls on the bind it was given)."""
+    _private(engine, "_run_ddl_visitor")(visitor, element, **kw)
 
 
-def register_inspection(cls: type, inspect: Callable[[Any], Any]) -> None:
-    """Make ``sqlalchemy.inspect(obj)`` of a ``cls`` instance return ``inspect(obj)``
-    (``sqlalchemy.inspection._inspects``, how SQLAlchemy registers its own inspectable types)."""
-    _private(inspection, "_inspects")(cls)(inspect)
+def register_inspection(cls: type, inspector: Callable[[Any], Any]) -> bool:
+    """Make ``sqlalchemy.inspect(obj)`` of a ``cls`` instance answer ``inspector(obj)``
+    (``sqlalchemy.inspection._inspects``). False if SQLAlchemy dropped the hook: ``inspect()`` then
+    raises ``NoInspectionAvailable`` as before, and ``inspect(engine.primary)`` still works."""
+    from sqlalchemy import inspection
+
+    inspects = getattr(inspection, "_inspects", None)
+    if inspects is None:
+        return False
+    inspects(cls)(inspector)
+    return True

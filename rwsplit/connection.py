@@ -16,7 +16,7 @@ from sqlalchemy.engine.interfaces import ConnectionEventsTarget
 from sqlalchemy.exc import DBAPIError
 
 from .causal import request_capture, take_captured
-from .compat import register_inspection, run_ddl_visitor, statement_options, wrap_dialect
+from .compat import register_inspection, statement_options, wrap_dialect
 from .consistency_state import ConsistencyState
 from .failover import recover_read
 from .transaction import RoutingTransaction
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 _T = TypeVar("_T")
 
-__all__ = ["RoutingConnection"]
+__all__ = ["RoutingConnection", "RoutingTransaction"]  # RoutingTransaction lives in .transaction
 
 # The rest of Connection's public API: run on the primary connection (see RoutingConnection.__getattr__).
 # ``dispatch`` stays out: events on a RoutingConnection are not supported (listen on engine.engines).
@@ -371,7 +371,8 @@ class RoutingConnection(ConnectionEventsTarget):
         self._check_open()
         self.state.ran_on_primary("write")
         self.last_target = "primary"
-        run_ddl_visitor(self._primary_connection(), visitor, element, **kwargs)
+        conn = self._primary_connection()
+        visitor(conn.dialect, conn, **kwargs).traverse_single(element)  # what Connection does with it
 
     def _catalog_connection(self) -> Connection:
         """Where reflection reads: the primary (a replica may lag a DDL), in the transaction when

@@ -9,9 +9,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
-from sqlalchemy.sql.ddl import SchemaGenerator
 
 from rwsplit import compat
 from rwsplit import connection as connection_module
@@ -129,23 +127,6 @@ def test_dialect_methods_wrapped_per_engine_exist(name: str) -> None:
     assert callable(engine.dialect.detect_autocommit_setting)
 
 
-def test_connection_ddl_visitor_and_inspection_registry_exist() -> None:
-    """What RoutingConnection hands DDL to, and how it registers with ``sqlalchemy.inspect``."""
-    assert callable(Connection._run_ddl_visitor)
-    engine = sa.create_engine("sqlite://")
-    table = sa.Table("t", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True))
-    with engine.connect() as conn:
-        compat.run_ddl_visitor(conn, SchemaGenerator, table)
-        assert sa.inspect(conn).has_table("t")
-
-    class Probe:
-        pass
-
-    compat.register_inspection(Probe, lambda probe: ("inspected", probe))
-    probe = Probe()
-    assert sa.inspect(probe) == ("inspected", probe)
-
-
 # ---------------------------------------------------------------- missing: loud, never silent
 def test_missing_with_options_is_loud() -> None:
     class Changed(sa.Executable):
@@ -177,11 +158,6 @@ def test_missing_flushing_and_connections_are_loud() -> None:
         compat.flushing(SimpleNamespace())  # type: ignore[arg-type]
     with pytest.raises(SQLAlchemyChanged, match="_connections"):
         compat.transaction_connections(SimpleNamespace())  # type: ignore[arg-type]
-
-
-def test_missing_ddl_visitor_is_loud() -> None:
-    with pytest.raises(SQLAlchemyChanged, match="_run_ddl_visitor"):
-        compat.run_ddl_visitor(SimpleNamespace(), SchemaGenerator, None)  # type: ignore[arg-type]
 
 
 def test_missing_dialect_method_is_loud() -> None:
