@@ -164,3 +164,48 @@ def test_read_sql_with_parameters_and_chunks_reads_a_replica(eng, caught_up, on_
         assert list(pd.concat(frames)["name"]) == sorted(names)
         one = pd.read_sql("SELECT name FROM test_ru_item WHERE name = %(n)s", conn, params={"n": names[0]})
         assert list(one["name"]) == [names[0]] and conn.last_target in REPLICAS
+
+
+ENV_PY = """
+from alembic import context
+
+context.configure(connection=context.config.attributes["connection"])
+with context.begin_transaction():
+    context.run_migrations()
+"""
+
+REVISION = """
+import sqlalchemy as sa
+from alembic import op
+
+revision = "rev1"
+down_revision = None
+
+
+def upgrade():
+    op.create_table("{table}", sa.Column("id", sa.Integer, primary_key=True))
+    op.add_column("{table}", sa.Column("extra", sa.Integer))
+"""
+
+
+def test_alembic_upgrade_through_env_py_commits_and_is_not_rerun(
+    make_engine, stale_replicas, on_primary, drop_later, tmp_path
+) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    eng = make_engine(max_lag=60)
+    drop_later("alembic_version", exact=True)
+    table = drop_later("alembic_env")
+    (tmp_path / "env.py").write_text(ENV_PY)
+    (tmp_path / "script.py.mako").write_text("")
+    (tmp_path / "versions").mkdir()
+    (tmp_path / "versions" / "rev1.py").write_text(REVISION.format(table=table))
+    config = Config()
+    config.set_main_option("script_location", str(tmp_path))
+    for _ in range(2):  # the second run reads the version the first wrote (the replicas lack it)
+        with eng.connect() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+    assert on_primary("SELECT version_num FROM alembic_version") == "rev1"  # committed
+    assert on_primary(COLUMNS, "app", table) == 2
