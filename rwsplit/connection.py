@@ -49,9 +49,11 @@ _CATALOG_PROBES = ("has_table", "has_index", "has_sequence", "has_schema")
 class RoutingConnection(ConnectionEventsTarget):
     """A Core connection that routes each statement: reads to a replica, the rest to the primary.
 
-    Supports ``execute``, ``exec_driver_sql``, ``scalar``, ``scalars``, ``begin`` (a
-    :class:`RoutingTransaction`), ``begin_nested`` (a savepoint on the primary), ``commit``,
-    ``rollback``, ``close``, ``in_transaction`` and ``with`` use. Writes autobegin a transaction on
+    Usable where SQLAlchemy code expects a ``Connection`` (pandas, Alembic): ``execute``,
+    ``exec_driver_sql``, ``scalar(s)``, ``begin`` (a :class:`RoutingTransaction`), ``begin_nested``
+    (a savepoint on the primary), ``get_transaction``, ``execution_options``, ``info``,
+    ``invalidate``, DDL and ``inspect()`` on the primary; the rest of ``Connection``'s API runs on
+    the primary connection (``__getattr__``). Writes autobegin a transaction on
     the primary ("commit as you go"); once it wrote, later reads go to the primary too. Replica
     reads, and primary reads outside such a transaction, run in autocommit. Session settings,
     temporary tables and locks live on the primary connection: after one, every read of this
