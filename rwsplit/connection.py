@@ -1,4 +1,4 @@
-"""``RoutingConnection``: a Core connection that routes each statement, and its ``RoutingTransaction``.
+"""``RoutingConnection``: a Core connection that routes each statement (the Connection API code expects).
 
 Writes autobegin a transaction on the primary; replica reads, and primary reads outside one, run
 in autocommit on their own connections.
@@ -12,15 +12,20 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine.interfaces import ConnectionEventsTarget
 from sqlalchemy.exc import DBAPIError
 
 from .causal import request_capture, take_captured
-from .compat import statement_options
+from .compat import register_inspection, statement_options, wrap_dialect
 from .consistency_state import ConsistencyState
 from .failover import recover_read
+from .transaction import RoutingTransaction
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import CursorResult, ScalarResult
+    from sqlalchemy.engine import CursorResult, Dialect, NestedTransaction, ScalarResult
+    from sqlalchemy.engine.interfaces import IsolationLevel
+    from sqlalchemy.engine.reflection import Inspector
+    from sqlalchemy.pool import PoolProxiedConnection
     from sqlalchemy.sql.base import Executable
     from sqlalchemy.sql.selectable import TypedReturnsRows
     from typing_extensions import TypeVarTuple, Unpack
@@ -32,55 +37,39 @@ if TYPE_CHECKING:
 
 _T = TypeVar("_T")
 
-__all__ = ["RoutingConnection", "RoutingTransaction"]
+__all__ = ["RoutingConnection", "RoutingTransaction"]  # RoutingTransaction lives in .transaction
+
+# The rest of Connection's public API: run on the primary connection (see RoutingConnection.__getattr__).
+# ``dispatch`` stays out: events on a RoutingConnection are not supported (listen on engine.engines).
+_PRIMARY_FALLBACK = frozenset(name for name in dir(Connection) if not name.startswith("_")) - {"dispatch"}
+# Dialect methods that refuse anything but a Connection (Alembic calls ``dialect.has_table(conn, …)``).
+_CATALOG_PROBES = ("has_table", "has_index", "has_sequence", "has_schema")
 
 
-class RoutingTransaction:
-    """What :meth:`RoutingConnection.begin` returns: ``commit()``, ``rollback()`` or a ``with`` block.
-
-    Like SQLAlchemy's ``RootTransaction``: the block commits on success and rolls back on error.
-    """
-
-    def __init__(self, connection: RoutingConnection) -> None:
-        self.connection = connection
-        self.is_active = True
-
-    def commit(self) -> None:
-        if not self.is_active:
-            raise sa.exc.InvalidRequestError("This transaction is inactive")
-        self.connection.commit()
-
-    def rollback(self) -> None:
-        if self.is_active:
-            self.connection.rollback()
-
-    close = rollback
-
-    def __enter__(self) -> RoutingTransaction:
-        self.connection._block = self
-        return self
-
-    def __exit__(self, exc_type: object, *exc: object) -> None:
-        self.connection._block = None
-        if not self.is_active:
-            return
-        if exc_type is None:
-            self.commit()
-        else:
-            self.rollback()
-
-
-class RoutingConnection:
+class RoutingConnection(ConnectionEventsTarget):
     """A Core connection that routes each statement: reads to a replica, the rest to the primary.
 
-    Supports ``execute``, ``exec_driver_sql``, ``scalar``, ``scalars``, ``begin`` (a
-    :class:`RoutingTransaction`), ``begin_nested`` (a savepoint on the primary), ``commit``,
-    ``rollback``, ``close``, ``in_transaction`` and ``with`` use. Writes autobegin a transaction on
+    Usable where SQLAlchemy code expects a ``Connection`` (pandas, Alembic): ``execute``,
+    ``exec_driver_sql``, ``scalar(s)``, ``begin`` (a :class:`RoutingTransaction`), ``begin_nested``
+    (a savepoint on the primary), ``get_transaction``, ``execution_options``, ``info``,
+    ``invalidate``, DDL and ``inspect()`` on the primary; the rest of ``Connection``'s API runs on
+    the primary connection (``__getattr__``). Writes autobegin a transaction on
     the primary ("commit as you go"); once it wrote, later reads go to the primary too. Replica
     reads, and primary reads outside such a transaction, run in autocommit. Session settings,
     temporary tables and locks live on the primary connection: after one, every read of this
     connection goes there, until it closes.
     """
+
+    # A Connectable (pandas checks it) without events of its own: its statements run on other
+    # connections, so a listener here would never fire. ``event.listen`` raises instead (below).
+    dispatch = None  # type: ignore[assignment]
+
+    def _no_async_engine_events(self) -> None:
+        """What ``sqlalchemy.event.listen(routing_connection, …)`` calls: refuse, naming what to use."""
+        raise sa.exc.InvalidRequestError(
+            "events cannot be listened to on a RoutingConnection (its statements run on other "
+            "connections); listen on engine.primary or engine.engines[name], each server's Engine"
+        )
 
     def __init__(self, engine: RoutingEngine, state: ConsistencyState) -> None:
         self.engine = engine
@@ -91,7 +80,17 @@ class RoutingConnection:
         self._transaction: RoutingTransaction | None = None
         self._block: RoutingTransaction | None = None  # the ``with conn.begin():`` block we are in
         self.closed = False
+        self.invalidated = False
         self.last_target: str | None = None
+        self.info: dict[Any, Any] = {}  # per RoutingConnection, like Connection.info for user data
+        self._execution_options: dict[str, Any] = {}
+
+    @property
+    def dialect(self) -> Dialect:
+        """The primary's dialect (every server of a cluster has the same); its ``has_table`` and
+        other catalog probes accept this connection and ask the primary's catalog."""
+        _accept_routing_connections(self.engine.primary)
+        return self.engine.primary.dialect
 
     # ---------------------------------------------------------------- executing
     @overload
@@ -112,20 +111,18 @@ class RoutingConnection:
     ) -> CursorResult[Unpack[_AnyRow]]: ...
     def execute(self, statement: Any, parameters: Any = None, *, execution_options: Any = None) -> Any:
         """``Connection.execute``, on the connection this statement routes to."""
+        options = self._call_options(execution_options)
         return self._route(
-            statement,
-            execution_options,
-            lambda c: c.execute(statement, parameters, execution_options=execution_options),
+            statement, options, lambda c: c.execute(statement, parameters, execution_options=options)
         )
 
     def exec_driver_sql(
         self, statement: str, parameters: Any = None, execution_options: Mapping[str, Any] | None = None
     ) -> CursorResult[Unpack[_AnyRow]]:
         """``Connection.exec_driver_sql``, routed by the text of ``statement``."""
+        options = self._call_options(execution_options)
         result: CursorResult[Unpack[_AnyRow]] = self._route(
-            statement,
-            execution_options,
-            lambda c: c.exec_driver_sql(statement, parameters, execution_options),
+            statement, options, lambda c: c.exec_driver_sql(statement, parameters, options)
         )
         return result
 
@@ -185,6 +182,12 @@ class RoutingConnection:
         """The first column of every row (``Connection.scalars``), routed like :meth:`execute`."""
         return self.execute(statement, parameters, execution_options=execution_options).scalars()
 
+    def _call_options(self, execution_options: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+        """This connection's :meth:`execution_options` under those of one call (SQLAlchemy's order)."""
+        if not self._execution_options:
+            return execution_options
+        return {**self._execution_options, **(execution_options or {})}
+
     def _options(self, statement: Any, execution_options: Any) -> Mapping[str, Any] | None:
         own = statement_options(statement)
         if own and execution_options:
@@ -237,6 +240,7 @@ class RoutingConnection:
     def _check_open(self) -> None:
         if self.closed:
             raise sa.exc.ResourceClosedError("this RoutingConnection is closed")
+        self.invalidated = False  # the next statement checks out fresh DBAPI connections
         if self._block is not None and not self._block.is_active:
             # As SQLAlchemy: work after commit()/rollback() inside the block would escape it.
             raise sa.exc.InvalidRequestError(
@@ -292,11 +296,93 @@ class RoutingConnection:
         self._transaction = RoutingTransaction(self)
         return self._transaction
 
-    def begin_nested(self) -> Any:
+    def begin_nested(self) -> NestedTransaction:
         """A SAVEPOINT on the primary (SQLAlchemy's ``NestedTransaction``); the transaction stays there."""
         self._check_open()
         self.state.bind_transaction()
         return self._primary_connection().begin_nested()
+
+    def get_transaction(self) -> RoutingTransaction | None:
+        """The transaction in progress, begun or autobegun, else None (``Connection.get_transaction``)."""
+        if self._transaction is None and self.in_transaction():
+            self._transaction = RoutingTransaction(self)
+        return self._transaction
+
+    def in_nested_transaction(self) -> bool:
+        """A :meth:`begin_nested` savepoint is open (savepoints live on the primary)."""
+        return self._primary is not None and self._primary.in_nested_transaction()
+
+    def get_nested_transaction(self) -> NestedTransaction | None:
+        """The innermost open savepoint, else None (``Connection.get_nested_transaction``)."""
+        return self._primary.get_nested_transaction() if self._primary is not None else None
+
+    def execution_options(self, **options: Any) -> RoutingConnection:
+        """Options for every later statement of this connection, returned (``Connection.execution_options``).
+
+        ``isolation_level`` changes the primary's DBAPI connection: as after ``SET``, later reads
+        of this connection run there (replica reads are autocommit snapshots anyway).
+        """
+        self._check_open()
+        if "isolation_level" in options:
+            level = options.pop("isolation_level")
+            self._primary_connection().execution_options(isolation_level=level)
+            self.state.mark_connection_state()
+        self._execution_options = {**self._execution_options, **options}
+        return self
+
+    def get_execution_options(self) -> Mapping[str, Any]:
+        """The options set by :meth:`execution_options` (``Connection.get_execution_options``)."""
+        return sa.util.immutabledict(self._execution_options)
+
+    def get_isolation_level(self) -> IsolationLevel:
+        """The primary connection's isolation level (where transactions run)."""
+        return self._primary_connection().get_isolation_level()
+
+    @property
+    def default_isolation_level(self) -> IsolationLevel | None:
+        """The primary's default isolation level."""
+        return self._primary_connection().default_isolation_level
+
+    @property
+    def connection(self) -> PoolProxiedConnection:
+        """The primary's DBAPI connection: what runs on it is invisible to routing, so every later
+        read of this connection goes to the primary too (as after ``SET``)."""
+        self._check_open()
+        self.state.mark_connection_state()
+        return self._primary_connection().connection
+
+    if not TYPE_CHECKING:  # type checkers keep flagging names Connection does not have
+
+        def __getattr__(self, name: str) -> Any:
+            """The rest of ``Connection``'s public API (``detach``, two-phase commit …) on the primary.
+
+            Unknown effects run where writes run, and later reads follow them there (as after
+            ``SET``): never an ``AttributeError`` for a name ``Connection`` has, nor a replica write.
+            """
+            if name not in _PRIMARY_FALLBACK or "state" not in self.__dict__:
+                raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+            self._check_open()
+            self.state.mark_connection_state()
+            return getattr(self._primary_connection(), name)
+
+    def _run_ddl_visitor(self, visitor: Any, element: Any, **kwargs: Any) -> None:
+        """What ``create_all``/``drop_all``/``Table.create`` call on their ``bind``: DDL on the primary.
+
+        It counts as a write: later reads of this connection see the new schema on the primary.
+        """
+        self._check_open()
+        self.state.ran_on_primary("write")
+        self.last_target = "primary"
+        conn = self._primary_connection()
+        visitor(conn.dialect, conn, **kwargs).traverse_single(element)  # what Connection does with it
+
+    def _catalog_connection(self) -> Connection:
+        """Where reflection reads: the primary (a replica may lag a DDL), in the transaction when
+        one is bound there (its DDL, temporary tables), else in autocommit (the latest catalog)."""
+        self._check_open()
+        if self.state.tx_on_primary or self.state.connection_state:
+            return self._primary_connection()
+        return self._reader_connection(self.engine._primary_reads)
 
     def commit(self) -> None:
         state = self.state
@@ -331,6 +417,21 @@ class RoutingConnection:
             self._transaction = None
         self.state.transaction_ended()
 
+    def invalidate(self, exception: BaseException | None = None) -> None:
+        """Discard every DBAPI connection this holds (``Connection.invalidate``): an open transaction
+        is lost; the next statement checks out fresh connections."""
+        self._check_open()
+        held = [c for c in (self._primary, self._reader) if c is not None]
+        if self._replica is not None:
+            held.append(self._replica[1])
+        for conn in held:
+            with contextlib.suppress(Exception):
+                conn.invalidate(exception)
+                conn.close()
+        self._primary = self._reader = self._replica = None
+        self._end_transaction()
+        self.invalidated = True
+
     def close(self) -> None:
         """Roll back anything uncommitted (as SQLAlchemy does) and return connections to their pools."""
         if self.closed:
@@ -351,3 +452,41 @@ class RoutingConnection:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _inspect_connection(connection: RoutingConnection) -> Inspector:
+    """``sqlalchemy.inspect(routing_connection)``: an Inspector on the primary (pandas, Alembic)."""
+    return sa.inspect(connection._catalog_connection())
+
+
+register_inspection(RoutingConnection, _inspect_connection)
+
+
+def _accept_routing_connections(primary: Engine) -> None:
+    """Let the primary's dialect take a RoutingConnection where SQLAlchemy insists on a Connection.
+
+    ``dialect.has_table(connection, …)`` raises ``ArgumentError`` for anything else; wrapped, it
+    reads the catalog where :func:`sqlalchemy.inspect` of the connection does (the primary). Only
+    schema tools call these probes directly (Alembic, before reading its version table): later
+    reads of that connection go to the primary too, so they never see a replica lagging the schema.
+    """
+    dialect = primary.dialect
+    if getattr(dialect, "_rwsplit_catalog", False):
+        return
+
+    def wrap(name: str) -> Any:
+        def wrapper(original: Any) -> Any:
+            def probe(connection: Any, *args: Any, **kwargs: Any) -> Any:
+                if not isinstance(connection, RoutingConnection):
+                    return original(connection, *args, **kwargs)
+                connection.state.mark_connection_state()
+                catalog = connection._catalog_connection()  # its own, initialized, dialect answers
+                return getattr(catalog.dialect, name)(catalog, *args, **kwargs)
+
+            return probe
+
+        return wrapper
+
+    for name in _CATALOG_PROBES:
+        wrap_dialect(primary, name, wrap(name))
+    dialect._rwsplit_catalog = True  # type: ignore[attr-defined]

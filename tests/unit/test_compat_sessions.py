@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
 from rwsplit import compat
+from rwsplit import connection as connection_module
 from rwsplit.compat import SQLAlchemyChanged
 
 
@@ -106,7 +107,15 @@ def test_get_bind_private_keywords_exist() -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["connect", "do_commit", "do_savepoint", "do_release_savepoint", "do_rollback_to_savepoint"]
+    "name",
+    [
+        "connect",
+        "do_commit",
+        "do_savepoint",
+        "do_release_savepoint",
+        "do_rollback_to_savepoint",
+        *connection_module._CATALOG_PROBES,
+    ],
 )
 def test_dialect_methods_wrapped_per_engine_exist(name: str) -> None:
     engine = sa.create_engine("mysql+pymysql://u:p@localhost/db")
