@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
-from helpers import PRIMARY, REPLICAS, unique
+from helpers import PRIMARY, REPLICAS, created_tables, unique
 from sqlmodel import Field, SQLModel, select
 
 import rwsplit
@@ -23,15 +23,8 @@ class Hero(SQLModel, table=True):
 
 @pytest.fixture(scope="module")
 def heroes(sandbox: Sandbox) -> Iterator[None]:
-    eng = sa.create_engine(sandbox.primary_url, poolclass=sa.pool.NullPool)
-    try:
-        SQLModel.metadata.drop_all(eng)
-        SQLModel.metadata.create_all(eng)
-        sandbox.wait_caught_up(timeout=15)
+    with created_tables(sandbox, SQLModel.metadata):
         yield
-        SQLModel.metadata.drop_all(eng)
-    finally:
-        eng.dispose()
 
 
 pytestmark = pytest.mark.usefixtures("heroes")
