@@ -28,7 +28,9 @@ class RoutingScopedSession(sqlalchemy.orm.scoped_session[_RS]):
     ``Session.advance(token)`` act on the current scope's session, like ``Session.execute``.
     """
 
-    def __init__(self, session_factory: Any, scopefunc: Callable[[], Any] | None = None) -> None:
+    def __init__(
+        self, session_factory: sqlalchemy.orm.sessionmaker[_RS], scopefunc: Callable[[], Any] | None = None
+    ) -> None:
         class_ = getattr(session_factory, "class_", None)
         if not (isinstance(class_, type) and issubclass(class_, RoutingSession)):
             raise TypeError(

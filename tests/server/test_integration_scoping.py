@@ -40,4 +40,4 @@ def test_a_bad_token_and_a_plain_factory_fail_clearly(engine) -> None:
         Session.advance("not-a-token")
     Session.remove()
     with pytest.raises(TypeError, match=r"rwsplit\.sessionmaker"):
-        rwsplit.scoped_session(sqlalchemy.orm.sessionmaker(bind=engine.primary))
+        rwsplit.scoped_session(sqlalchemy.orm.sessionmaker(bind=engine.primary))  # type: ignore[type-var]
