@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from flask_sqlalchemy.record_queries import get_recorded_queries
 from helpers import PRIMARY, REPLICAS, unique
 from sqlalchemy.orm import Mapped, mapped_column
+from test_readme import code_block
 
 import rwsplit
 from rwsplit.integrations.flask import RoutingSQLAlchemy
@@ -117,3 +118,24 @@ def test_misuse_says_what_to_do(make_engine, sandbox: Sandbox) -> None:
     assert "secret" not in str(err.value)
     with pytest.raises(TypeError, match="FlaskRoutingSession"):
         RoutingSQLAlchemy(session_options={"class_": sa.orm.Session})
+
+
+def test_the_readme_recipe_runs_as_written(sandbox: Sandbox, tables: None) -> None:
+    source = code_block("Integrations", after="**Flask-SQLAlchemy 3.1**")
+    namespace = {
+        "__name__": "readme_flask",
+        "primary_url": sandbox.primary_url,
+        "replica_urls": sandbox.replica_urls,
+    }
+    exec(compile(source, "README.rst:Integrations/Flask", "exec"), namespace)
+    app = namespace["create_app"]()
+    recipe_db = namespace["db"]
+    with app.app_context():
+        engine = recipe_db.routing_engine
+        try:
+            assert recipe_db.engine is engine.primary
+            assert recipe_db.session.execute(sa.text("SELECT 1")).scalar() == 1
+            assert recipe_db.session.last_target in (PRIMARY, *REPLICAS)
+        finally:
+            recipe_db.session.remove()
+            engine.dispose()
