@@ -31,6 +31,8 @@ def session_dependency(
     token, and the response's ``header`` is the session's token, updated after every commit (a
     request that commits nothing returns the incoming position). The session is closed afterwards.
     """
+    if not (isinstance(header, str) and header):
+        raise ValueError(f"header must be an HTTP header name such as {TOKEN_HEADER!r}, got {header!r}")
     if not callable(session_factory):
         raise TypeError(
             f"session_dependency needs a session factory such as rwsplit.sessionmaker(engine), "

@@ -68,3 +68,5 @@ def test_a_token_from_another_cluster_is_a_400(example: dict[str, Any], make_eng
 def test_a_bad_factory_is_refused_at_once() -> None:
     with pytest.raises(TypeError, match="sessionmaker"):
         session_dependency("not a factory")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="header"):
+        session_dependency(rwsplit.sessionmaker, header="")  # type: ignore[arg-type]

@@ -8,6 +8,7 @@ import flask
 import pytest
 import sqlalchemy as sa
 from flask_sqlalchemy.record_queries import get_recorded_queries
+from flask_sqlalchemy.track_modifications import models_committed
 from helpers import PRIMARY, REPLICAS, unique
 from sqlalchemy.orm import Mapped, mapped_column
 from test_readme import code_block
@@ -38,6 +39,7 @@ def create_app(engine: rwsplit.RoutingEngine) -> flask.Flask:
     app = flask.Flask(__name__)
     app.config["SQLALCHEMY_BINDS"] = {"audit": "sqlite://"}
     app.config["SQLALCHEMY_RECORD_QUERIES"] = True
+    app.config["SQLALCHEMY_TRACK_MODIFICATIONS"] = True
     db.init_app(app, engine)
 
     @app.get("/notes")
@@ -80,7 +82,14 @@ def app(make_engine, sandbox: Sandbox) -> Iterator[flask.Flask]:
 def test_reads_go_to_replicas_and_rwsplit_methods_work_through_db_session(app, on_primary) -> None:
     client = app.test_client()
     text = unique()
-    added = client.post("/notes", json={"text": text}).get_json()
+    committed: list[str] = []
+
+    def on_commit(sender: flask.Flask, changes: list[tuple[object, str]]) -> None:
+        committed.extend(f"{type(obj).__name__} {op}" for obj, op in changes)
+
+    with models_committed.connected_to(on_commit, app):
+        added = client.post("/notes", json={"text": text}).get_json()
+    assert sorted(committed) == ["Audit insert", "Note insert"]  # SQLALCHEMY_TRACK_MODIFICATIONS
     assert added["audits"] == [f"added {text}"]  # the bind-keyed model read its own (SQLite) engine
     assert added["audit_target"] is None  # not routed by rwsplit
     assert added["where"] == PRIMARY  # the session wrote: its reads stay on the primary (rule 3)
