@@ -29,6 +29,7 @@ from .errors import (
     ServerBinariesNotFound,
 )
 from .failover import Retry
+from .integrations.scoping import RoutingScopedSession, scoped_session
 from .session import RoutingSession, UsePrimary, sessionmaker
 from .urls import parse_url_list
 
@@ -38,6 +39,8 @@ __all__ = [
     "Route",
     "create_engine",
     "sessionmaker",
+    "scoped_session",
+    "RoutingScopedSession",
     "RoutingEngine",
     "RoutingSession",
     "RoutingConnection",

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import sqlalchemy as sa
 from waiting import wait_for
 
 import rwsplit
+from rwsplit.sandbox import Sandbox
 
 PRIMARY = "primary"
 REPLICAS = ("replica1", "replica2")
@@ -68,3 +71,18 @@ def add_item(on_primary: Callable[..., Any], name: str, *labels: str) -> int:
     for label in labels:
         on_primary("INSERT INTO test_ru_part (item_id, label) VALUES (%s, %s)", item_id, label)
     return item_id
+
+
+@contextlib.contextmanager
+def created_tables(sandbox: Sandbox, metadata: sa.MetaData) -> Iterator[None]:
+    """``metadata``'s tables on the primary, replicated (dropped first if a previous run left them),
+    dropped at the end. No pooled connection is kept: tests kill and restart the primary in between."""
+    eng = sa.create_engine(sandbox.primary_url, poolclass=sa.pool.NullPool)
+    try:
+        metadata.drop_all(eng)
+        metadata.create_all(eng)
+        sandbox.wait_caught_up(timeout=15)
+        yield
+        metadata.drop_all(eng)
+    finally:
+        eng.dispose()

@@ -8,9 +8,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from bench_run import ADMIN, HAS_MATPLOTLIB, Run, Servers, bench, slave_status, with_account
-from helpers import FAST, FAULT_TABLE, SERVER_ID, unique, wait_eligible
+from helpers import FAST, FAULT_TABLE, SERVER_ID, created_tables, unique, wait_eligible
 from models import Address, Base, User
 from sqlalchemy import insert, text
 
@@ -21,18 +20,9 @@ from rwsplit.testing import create_table
 
 @pytest.fixture(scope="session")
 def tables(sandbox: Sandbox) -> Iterator[None]:
-    """Every table of tests/models.py, created once (dropped first if a previous run left them).
-
-    No pooled connection is kept: tests kill and restart the primary in between."""
-    eng = sa.create_engine(sandbox.primary_url, poolclass=sa.pool.NullPool)
-    try:
-        Base.metadata.drop_all(eng)
-        Base.metadata.create_all(eng)
-        sandbox.wait_caught_up(timeout=15)
+    """Every table of tests/models.py, created once (``helpers.created_tables``)."""
+    with created_tables(sandbox, Base.metadata):
         yield
-        Base.metadata.drop_all(eng)
-    finally:
-        eng.dispose()
 
 
 @pytest.fixture(scope="module")

@@ -16,10 +16,12 @@ from rwsplit.sandbox import Sandbox
 README = pathlib.Path(__file__).resolve().parents[2] / "README.rst"
 
 
-def code_block(section: str) -> str:
-    """The first ``.. code-block:: python`` under the README heading ``section``, dedented."""
+def code_block(section: str, after: str = "") -> str:
+    """The first ``.. code-block:: python`` under the README heading ``section`` (and after the text
+    ``after`` in it), dedented."""
     text = README.read_text()
     start = text.index(f"\n{section}\n{'=' * len(section)}\n")
+    start = text.index(after, start)
     block = text.index(".. code-block:: python\n", start)
     lines = []
     for line in text[block:].splitlines()[2:]:

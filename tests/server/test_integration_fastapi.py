@@ -1,0 +1,72 @@
+"""FastAPI: README's HTTP example run as written, through TestClient, against the sandbox."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from helpers import unique
+from models import Item
+from test_readme import code_block
+
+import rwsplit
+from rwsplit.integrations.fastapi import TOKEN_HEADER, session_dependency
+from rwsplit.sandbox import Sandbox
+
+
+@pytest.fixture()
+def example(sandbox: Sandbox, tables: None, caught_up) -> Iterator[dict[str, Any]]:
+    """README's FastAPI block executed with the sandbox's URLs (``Item`` from tests/models.py)."""
+    caught_up()
+    source = code_block("Integrations")
+    urls = re.findall(r'"(mysql\+pymysql://[^"]+)"', source)
+    assert len(urls) == 3, urls
+    for url, real in zip(urls, [sandbox.primary_url, *sandbox.replica_urls], strict=True):
+        source = source.replace(f'"{url}"', repr(real))
+    namespace: dict[str, Any] = {"Item": Item}
+    exec(compile(source, "README.rst:Integrations", "exec"), namespace)
+    yield namespace
+    namespace["engine"].dispose()
+
+
+def test_the_token_travels_through_headers(example: dict[str, Any], on_primary) -> None:
+    client = TestClient(example["app"])
+    name = unique()
+    created = client.post("/items", params={"name": name})
+    assert created.status_code == 200, created.text
+    token = created.headers[TOKEN_HEADER]
+    assert on_primary("SELECT name FROM test_ru_item WHERE id = %s", created.json()["id"]) == name
+    got = client.get(f"/items/{created.json()['id']}", headers={TOKEN_HEADER: token})
+    assert got.status_code == 200, got.text
+    assert got.json() == {"name": name}
+    assert got.headers[TOKEN_HEADER] == token  # a read-only request hands the position back
+    fresh = client.get(f"/items/{created.json()['id']}")  # no token: still served
+    assert fresh.status_code == 200
+    assert fresh.headers[TOKEN_HEADER] != token  # the commit, not the request, set the token
+
+
+@pytest.mark.parametrize("bad", ["garbage", "rw1.other.AAAA.00000000", "rw9.x.y.z"])
+def test_a_malformed_token_is_a_400_not_a_500(example: dict[str, Any], bad: str) -> None:
+    client = TestClient(example["app"], raise_server_exceptions=False)
+    response = client.get("/items/1", headers={TOKEN_HEADER: bad})
+    assert response.status_code == 400, response.text
+    assert TOKEN_HEADER in response.json()["detail"]
+
+
+def test_a_token_from_another_cluster_is_a_400(example: dict[str, Any], make_engine) -> None:
+    other = make_engine(cluster="elsewhere", wait=False)
+    foreign = rwsplit.sessionmaker(other)().consistency_token()
+    client = TestClient(example["app"], raise_server_exceptions=False)
+    response = client.get("/items/1", headers={TOKEN_HEADER: foreign})
+    assert response.status_code == 400
+    assert "cluster" in response.json()["detail"]
+
+
+def test_a_bad_factory_is_refused_at_once() -> None:
+    with pytest.raises(TypeError, match="sessionmaker"):
+        session_dependency("not a factory")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="header"):
+        session_dependency(rwsplit.sessionmaker, header="")  # type: ignore[arg-type]
