@@ -195,3 +195,27 @@ def wrap_dialect(engine: Engine, name: str, wrap: Callable[[Any], Any]) -> None:
     if not callable(original):
         raise SQLAlchemyChanged(f"Dialect.{name} is gone")
     setattr(dialect, name, wrap(original))
+
+
+# ------------------------------------------------------------------ the engine surface
+# SQLAlchemy calls ``bind._run_ddl_visitor`` for create_all/drop_all/Table.create, and has no
+# public way to make a new class inspectable.
+
+
+def run_ddl_visitor(engine: Engine, visitor: Any, element: Any, **kw: Any) -> None:
+    """Run a DDL visitor (``create_all``, ``drop_all``, ``Table.create``) on ``engine``, in one
+    transaction (``Engine._run_ddl_visitor``, which SQLAlchemy calls on the bind it was given)."""
+    _private(engine, "_run_ddl_visitor")(visitor, element, **kw)
+
+
+def register_inspection(cls: type, inspector: Callable[[Any], Any]) -> bool:
+    """Make ``sqlalchemy.inspect(obj)`` of a ``cls`` instance answer ``inspector(obj)``
+    (``sqlalchemy.inspection._inspects``). False if SQLAlchemy dropped the hook: ``inspect()`` then
+    raises ``NoInspectionAvailable`` as before, and ``inspect(engine.primary)`` still works."""
+    from sqlalchemy import inspection
+
+    inspects = getattr(inspection, "_inspects", None)
+    if inspects is None:
+        return False
+    inspects(cls)(inspector)
+    return True
