@@ -1,0 +1,51 @@
+"""The engine surface without a server: async URLs refused up front, per-server logging names, and the
+SQLAlchemy hooks it relies on (``_inspects``, ``Engine._run_ddl_visitor``) still exist."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import inspection
+
+import rwsplit
+from rwsplit import compat
+from rwsplit.build import logging_name
+from rwsplit.engine_surface import EngineSurface
+
+PW = "s3cr3t-PW"
+SYNC = f"mysql+pymysql://app:{PW}@127.0.0.1:1/app"
+
+
+@pytest.mark.parametrize("driver", ["mysql+asyncmy", "mysql+aiomysql", "mariadb+asyncmy"])
+@pytest.mark.parametrize("where", ["primary", "replica"])
+def test_async_urls_are_refused_at_create_engine(driver: str, where: str) -> None:
+    url = f"{driver}://app:{PW}@127.0.0.1:9/app"
+    primary, replicas = (url, [SYNC]) if where == "primary" else (SYNC, [url])
+    with pytest.raises(ValueError, match="not supported yet") as err:
+        rwsplit.create_engine(primary, replicas=replicas)
+    message = str(err.value)
+    assert "mysql+pymysql" in message and driver.split("+")[1] in message
+    assert ("the primary" if where == "primary" else "replica #1") in message
+    assert PW not in message
+
+
+def test_logging_names() -> None:
+    assert logging_name({}, "primary") == "primary"
+    assert logging_name({"logging_name": None}, "replica2") == "replica2"
+    assert logging_name({"logging_name": "shop"}, "replica1") == "shop.replica1"
+
+
+def test_inspection_hook_exists_and_is_registered() -> None:
+    assert callable(inspection._inspects)
+    assert EngineSurface in inspection._registrars
+
+
+def test_ddl_hook_exists_and_compat_fails_loudly_without_it() -> None:
+    assert callable(sa.engine.Engine._run_ddl_visitor)
+    with pytest.raises(compat.SQLAlchemyChanged, match="_run_ddl_visitor"):
+        compat.run_ddl_visitor(object(), None, None)  # type: ignore[arg-type]
+
+
+def test_rwsplit_options_cannot_be_set_on_the_engine() -> None:
+    with pytest.raises(ValueError, match="per statement"):
+        EngineSurface.execution_options(object(), rwsplit_max_lag=5)  # type: ignore[arg-type]
