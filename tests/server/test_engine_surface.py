@@ -4,7 +4,6 @@ inspect(), DDL through the engine, per-server logging names, and plain Sessions 
 from __future__ import annotations
 
 import logging
-import re
 
 import pytest
 import sqlalchemy as sa
@@ -168,12 +167,8 @@ def test_plain_session_is_refused_before_anything_runs(eng, on_primary, make_ses
 
 
 def test_the_readme_section_runs_as_written(sandbox: Sandbox, capsys) -> None:
-    from test_readme import code_block
+    from test_readme import code_block, on_sandbox
 
-    source = code_block("Using the engine like an Engine")
-    urls = re.findall(r'"(mysql\+pymysql://[^"]+)"', source)
-    assert len(urls) == 3, urls
-    for url, real in zip(urls, [sandbox.primary_url, *sandbox.replica_urls], strict=True):
-        source = source.replace(f'"{url}"', repr(real))
+    source = on_sandbox(code_block("Using the engine like an Engine"), sandbox)
     exec(compile(source, "README.rst:Using the engine like an Engine", "exec"), {})
     assert capsys.readouterr().out == "mysql True\n"
