@@ -289,8 +289,8 @@ def _unrouted_session(session: Session, transaction: SessionTransaction, connect
     if isinstance(connection, RoutingConnection):
         connection.close()
         raise TypeError(
-            f"{type(session).__name__} is bound to a rwsplit RoutingEngine, which a plain SQLAlchemy "
-            "Session cannot route: make sessions with rwsplit.sessionmaker(engine) "
+            f"{type(session).__name__} is bound to a rwsplit RoutingEngine (or RoutingConnection), which "
+            "a plain SQLAlchemy Session cannot route: make sessions with rwsplit.sessionmaker(engine) "
             "(or rwsplit.RoutingSession(routing_engine=engine)); for the primary alone, bind engine.primary"
         )
 
