@@ -3,6 +3,8 @@ SQLAlchemy hooks it relies on (``_inspects``, ``Engine._run_ddl_visitor``) still
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import sqlalchemy as sa
 from sqlalchemy import inspection
@@ -49,3 +51,28 @@ def test_ddl_hook_exists_and_compat_fails_loudly_without_it() -> None:
 def test_rwsplit_options_cannot_be_set_on_the_engine() -> None:
     with pytest.raises(ValueError, match="per statement"):
         EngineSurface.execution_options(object(), rwsplit_max_lag=5)  # type: ignore[arg-type]
+
+
+@pytest.mark.typing
+def test_engine_attributes_type_as_an_engines(tmp_path: Path) -> None:
+    from test_typing import _mypy
+
+    out, status = _mypy(
+        tmp_path,
+        """
+    import sqlalchemy as sa
+    from sqlalchemy.engine import URL, Dialect
+    from sqlalchemy.pool import Pool
+    assert_type(engine.url, URL)
+    assert_type(engine.dialect, Dialect)
+    assert_type(engine.name, str)
+    assert_type(engine.driver, str)
+    assert_type(engine.pool, Pool)
+    assert_type(engine.execution_options(isolation_level="READ COMMITTED"), rwsplit.RoutingEngine)
+    engine.echo = True
+    # SQLAlchemy types a DDL bind as Engine | Connection: typed code passes engine.primary (README).
+    Base.metadata.create_all(engine)  # type: ignore[arg-type]
+    Base.metadata.create_all(engine.primary)
+    """,
+    )
+    assert status == 0, out
