@@ -89,14 +89,17 @@ def server_spec(
     )
 
 
-def logging_name(engine_kwargs: Mapping[str, Any], server: str) -> str:
-    """The ``logging_name`` of one server's Engine: ``primary``, ``replica1`` … (or ``<yours>.primary``).
+def log_names(engine_kwargs: Mapping[str, Any], server: str) -> dict[str, str]:
+    """``logging_name`` and ``pool_logging_name`` of one server's Engine: ``primary``, ``replica1`` …
 
-    ``echo`` and ``sqlalchemy.engine`` log lines then say where each statement ran
-    (logger ``sqlalchemy.engine.Engine.replica1``).
+    ``echo``/``echo_pool`` and ``sqlalchemy.engine``/``sqlalchemy.pool`` log lines then say where each
+    statement ran (logger ``sqlalchemy.engine.Engine.replica1``); an app's own names get the server
+    appended (``shop`` → ``shop.replica1``).
     """
-    base = engine_kwargs.get("logging_name")
-    return f"{base}.{server}" if base else server
+    return {
+        key: f"{engine_kwargs[key]}.{server}" if engine_kwargs.get(key) else server
+        for key in ("logging_name", "pool_logging_name")
+    }
 
 
 _ASYNC_DRIVERS = frozenset({"asyncmy", "aiomysql"})

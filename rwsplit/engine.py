@@ -26,7 +26,7 @@ from .build import (
     bounded_connect_args,
     checked_out,
     fresh_connection_check,
-    logging_name,
+    log_names,
     no_transaction_control,
     refuse_async,
     server_spec,
@@ -404,18 +404,19 @@ def create_engine(
     connect_args = bounded_connect_args(engine_kwargs)
     ssl = monitor_ssl if monitor_ssl is not None else connect_args.get("ssl")
     kwargs = {"pool_pre_ping": True, **engine_kwargs, "connect_args": connect_args}
-    kwargs.pop("logging_name", None)  # each server's engine gets its own (see build.logging_name)
-    primary = sa.create_engine(primary_url, **kwargs, logging_name=logging_name(engine_kwargs, PRIMARY))
+    for key in ("logging_name", "pool_logging_name"):  # each server's engine gets its own (log_names)
+        kwargs.pop(key, None)
+    primary = sa.create_engine(primary_url, **kwargs, **log_names(engine_kwargs, PRIMARY))
     retrying_connect(primary, policy.retry, mask_url(primary_url))
     install_commit_capture(primary)
     # AUTOCOMMIT: each read sees the latest state; no ROLLBACK round trip (or error) at check-in.
     replica_kwargs = {**kwargs, "isolation_level": "AUTOCOMMIT", "skip_autocommit_rollback": True}
     replica_engines = {
-        n: sa.create_engine(u, **replica_kwargs, logging_name=logging_name(engine_kwargs, n))
+        n: sa.create_engine(u, **replica_kwargs, **log_names(engine_kwargs, n))
         for n, u in zip(names, replica_urls, strict=True)
     }
     primary_reads = sa.create_engine(
-        primary_url, **replica_kwargs, logging_name=logging_name(engine_kwargs, "primary_reads")
+        primary_url, **replica_kwargs, **log_names(engine_kwargs, "primary_reads")
     )
     retrying_connect(primary_reads, policy.retry, mask_url(primary_url))
     for autocommit_engine in (primary_reads, *replica_engines.values()):

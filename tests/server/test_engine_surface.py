@@ -139,7 +139,7 @@ def test_fallback_reads_log_as_primary_reads(make_engine, caplog, paused_replica
 
 def test_logging_name_of_the_app_prefixes_the_servers(make_engine) -> None:
     e = make_engine(wait=False, logging_name="shop")
-    assert e.primary.logging_name == "shop.primary"
+    assert e.primary.logging_name == "shop.primary" and e.primary.pool.logging_name == "primary"
     assert [e.engines[r].logging_name for r in REPLICAS] == ["shop.replica1", "shop.replica2"]
     assert e._primary_reads.logging_name == "shop.primary_reads"
 

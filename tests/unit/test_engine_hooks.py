@@ -11,7 +11,7 @@ from sqlalchemy import inspection
 
 import rwsplit
 from rwsplit import compat
-from rwsplit.build import logging_name
+from rwsplit.build import log_names
 from rwsplit.engine_surface import EngineSurface
 
 PW = "s3cr3t-PW"
@@ -31,10 +31,13 @@ def test_async_urls_are_refused_at_create_engine(driver: str, where: str) -> Non
     assert PW not in message
 
 
-def test_logging_names() -> None:
-    assert logging_name({}, "primary") == "primary"
-    assert logging_name({"logging_name": None}, "replica2") == "replica2"
-    assert logging_name({"logging_name": "shop"}, "replica1") == "shop.replica1"
+def test_log_names() -> None:
+    assert log_names({}, "primary") == {"logging_name": "primary", "pool_logging_name": "primary"}
+    assert log_names({"logging_name": None}, "replica2")["logging_name"] == "replica2"
+    assert log_names({"logging_name": "shop", "pool_logging_name": "p"}, "replica1") == {
+        "logging_name": "shop.replica1",
+        "pool_logging_name": "p.replica1",
+    }
 
 
 def test_inspection_hook_exists_and_is_registered() -> None:
