@@ -87,3 +87,33 @@ def server_spec(
         unix_socket=url.query.get("unix_socket"),  # type: ignore[arg-type]
         ssl=ssl,
     )
+
+
+def log_names(engine_kwargs: Mapping[str, Any], server: str) -> dict[str, str]:
+    """``logging_name`` and ``pool_logging_name`` of one server's Engine: ``primary``, ``replica1`` …
+
+    ``echo``/``echo_pool`` and ``sqlalchemy.engine``/``sqlalchemy.pool`` log lines then say where each
+    statement ran (logger ``sqlalchemy.engine.Engine.replica1``); an app's own names get the server
+    appended (``shop`` → ``shop.replica1``).
+    """
+    return {
+        key: f"{engine_kwargs[key]}.{server}" if engine_kwargs.get(key) else server
+        for key in ("logging_name", "pool_logging_name")
+    }
+
+
+_ASYNC_DRIVERS = frozenset({"asyncmy", "aiomysql"})
+
+
+def refuse_async(url: URL, what: str) -> None:
+    """Async drivers fail only at the first query inside a sync engine: refuse them up front."""
+    driver = url.get_driver_name()
+    try:
+        is_async = driver in _ASYNC_DRIVERS or bool(getattr(url.get_dialect(), "is_async", False))
+    except Exception:  # an unknown driver: sqlalchemy.create_engine names it
+        is_async = False
+    if is_async:
+        raise ValueError(
+            f"{what} uses the async driver {driver!r}: async engines are not supported yet; "
+            f"use mysql+pymysql://… (or mariadb+pymysql://…)"
+        )

@@ -26,13 +26,16 @@ from .build import (
     bounded_connect_args,
     checked_out,
     fresh_connection_check,
+    log_names,
     no_transaction_control,
+    refuse_async,
     server_spec,
 )
 from .causal import decode_token, encode_token, install_commit_capture
 from .classifier import PRIMARY
 from .connection import RoutingConnection
 from .consistency_state import ConsistencyState
+from .engine_surface import EngineSurface
 from .failover import (
     Retry,
     at_connect,
@@ -68,8 +71,12 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-class RoutingEngine:
-    """The primary and replica engines, their monitor and router. Make it with :func:`create_engine`."""
+class RoutingEngine(EngineSurface):
+    """The primary and replica engines, their monitor and router. Make it with :func:`create_engine`.
+
+    It answers what an ``Engine`` answers about itself from the primary (``url``, ``dialect``,
+    ``pool``, ``inspect(engine)``, DDL: see :class:`~rwsplit.engine_surface.EngineSurface`).
+    """
 
     def __init__(
         self,
@@ -97,10 +104,6 @@ class RoutingEngine:
     def replica_names(self) -> tuple[str, ...]:
         """The replicas' names (``replica1`` …), in configuration order."""
         return tuple(self._replicas)
-
-    def _all_engines(self) -> tuple[Engine, ...]:
-        """Every SQLAlchemy Engine this routing engine owns (pools to dispose)."""
-        return (*self._engines.values(), self._primary_reads)
 
     def _bind_for(self, decision: Decision, state: ConsistencyState) -> Engine:
         """The Engine a decision runs on: a replica, the primary's transaction, or the primary in autocommit.
@@ -360,6 +363,9 @@ def create_engine(
     primary_url, replica_urls = coerce_servers(
         url, list(replicas), primary_label="the primary", replica_label="replica"
     )
+    refuse_async(primary_url, "the primary")
+    for i, replica_url in enumerate(replica_urls):
+        refuse_async(replica_url, f"replica #{i + 1}")
     if isinstance(read_only_functions, str):
         raise TypeError("read_only_functions must be a list of function names, not a single string")
     token_cluster = cluster_key(cluster, primary_url)
@@ -398,15 +404,20 @@ def create_engine(
     connect_args = bounded_connect_args(engine_kwargs)
     ssl = monitor_ssl if monitor_ssl is not None else connect_args.get("ssl")
     kwargs = {"pool_pre_ping": True, **engine_kwargs, "connect_args": connect_args}
-    primary = sa.create_engine(primary_url, **kwargs)
+    for key in ("logging_name", "pool_logging_name"):  # each server's engine gets its own (log_names)
+        kwargs.pop(key, None)
+    primary = sa.create_engine(primary_url, **kwargs, **log_names(engine_kwargs, PRIMARY))
     retrying_connect(primary, policy.retry, mask_url(primary_url))
     install_commit_capture(primary)
     # AUTOCOMMIT: each read sees the latest state; no ROLLBACK round trip (or error) at check-in.
     replica_kwargs = {**kwargs, "isolation_level": "AUTOCOMMIT", "skip_autocommit_rollback": True}
     replica_engines = {
-        n: sa.create_engine(u, **replica_kwargs) for n, u in zip(names, replica_urls, strict=True)
+        n: sa.create_engine(u, **replica_kwargs, **log_names(engine_kwargs, n))
+        for n, u in zip(names, replica_urls, strict=True)
     }
-    primary_reads = sa.create_engine(primary_url, **replica_kwargs)
+    primary_reads = sa.create_engine(
+        primary_url, **replica_kwargs, **log_names(engine_kwargs, "primary_reads")
+    )
     retrying_connect(primary_reads, policy.retry, mask_url(primary_url))
     for autocommit_engine in (primary_reads, *replica_engines.values()):
         no_transaction_control(autocommit_engine)

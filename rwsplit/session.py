@@ -22,6 +22,7 @@ from sqlalchemy.orm.interfaces import UserDefinedOption
 from . import compat
 from .causal import request_capture, take_captured
 from .classifier import PRIMARY
+from .connection import RoutingConnection
 from .engine import RoutingEngine
 from .failover import recover_read
 
@@ -276,6 +277,22 @@ def _transaction_ended(session: Session, transaction: SessionTransaction) -> Non
         if session.rwsplit_state.mode == "causal":
             take_captured()  # a failed commit must not leave the capture armed for the next one
         session.rwsplit_state.transaction_ended()
+
+
+@event.listens_for(Session, "after_begin")
+def _unrouted_session(session: Session, transaction: SessionTransaction, connection: Any) -> None:
+    """``sqlalchemy.orm.Session(routing_engine)`` cannot route (flushes, refreshes and loads are only
+    known to :class:`RoutingSession`): refuse it when it takes its first connection, before any SQL.
+
+    SQLAlchemy calls nothing on the bind when a Session is built, so this is the earliest point.
+    """
+    if isinstance(connection, RoutingConnection):
+        connection.close()
+        raise TypeError(
+            f"{type(session).__name__} is bound to a rwsplit RoutingEngine (or RoutingConnection), which "
+            "a plain SQLAlchemy Session cannot route: make sessions with rwsplit.sessionmaker(engine) "
+            "(or rwsplit.RoutingSession(routing_engine=engine)); for the primary alone, bind engine.primary"
+        )
 
 
 def sessionmaker(engine: RoutingEngine, **kw: Any) -> sqlalchemy.orm.sessionmaker[RoutingSession]:

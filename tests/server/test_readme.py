@@ -31,6 +31,15 @@ def code_block(section: str, after: str = "") -> str:
     return "\n".join(lines).strip() + "\n"
 
 
+def on_sandbox(source: str, sandbox: Sandbox) -> str:
+    """A README block with its three server URLs (primary, 2 replicas) replaced by the sandbox's."""
+    urls = re.findall(r'"(mysql\+pymysql://[^"]+)"', source)
+    assert len(urls) == 3, urls  # primary + 2 replicas, as the README shows
+    for url, real in zip(urls, [sandbox.primary_url, *sandbox.replica_urls], strict=True):
+        source = source.replace(f'"{url}"', repr(real))
+    return source
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -43,11 +52,7 @@ class User(Base):
 
 
 def test_the_example_runs_as_written(sandbox: Sandbox, on_primary) -> None:
-    source = code_block("Example")
-    urls = re.findall(r'"(mysql\+pymysql://[^"]+)"', source)
-    assert len(urls) == 3, urls  # primary + 2 replicas, as the README shows
-    for url, real in zip(urls, [sandbox.primary_url, *sandbox.replica_urls], strict=True):
-        source = source.replace(f'"{url}"', repr(real))
+    source = on_sandbox(code_block("Example"), sandbox)
     setup = sa.create_engine(sandbox.primary_url)
     try:
         Base.metadata.drop_all(setup)
