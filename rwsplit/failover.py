@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Retry", "is_connection_error"]
 
+RETRIED_ON_PRIMARY = "replica read failed; retried on the primary"  # the hint of the last retry
+
 _CONNECTION_ERRNOS = frozenset({1053, 1927, 2003, 2006, 2013, 2055})
 _AT_CONNECT = "_rwsplit_at_connect"  # set on a driver error raised while opening a replica connection
 _READ_TIMEOUTS: weakref.WeakKeyDictionary[Engine, float] = weakref.WeakKeyDictionary()
@@ -222,8 +224,6 @@ def recover_read(
     replica's dead connection. Other replicas are tried within ``Retry.replica_attempts``/
     ``replica_timeout``, then the primary. Nothing that failed on the primary is re-sent.
     """
-    from .router import RETRIED_ON_PRIMARY  # router imports policy, which imports Retry from here
-
     if not _replica_out(engine, state, error, last_target, forget):
         raise error
     retry = engine.policy.retry

@@ -15,14 +15,13 @@ from .balancer import Balancer
 from .classifier import PRIMARY, Server, classify, server_floor
 from .consistency_state import ConsistencyState
 from .errors import NoReplicaAvailable
+from .failover import RETRIED_ON_PRIMARY
 from .gtid import Position
 from .monitor import Monitor
 from .policy import RoutingPolicy
 from .state import ServerState, Snapshot
 
 __all__ = ["Decision", "Router", "PRIMARY", "RETRIED_ON_PRIMARY"]
-
-RETRIED_ON_PRIMARY = "replica read failed; retried on the primary"
 
 _BEHIND_READ = "monotonic reads: no eligible replica has what this session already read"
 
