@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import sqlalchemy.orm
 from sqlalchemy import event
@@ -29,6 +29,7 @@ from .failover import recover_read
 __all__ = ["RoutingSession", "sessionmaker", "UsePrimary"]
 
 _O = TypeVar("_O", bound=object)
+_S = TypeVar("_S", bound="RoutingSession")
 
 
 class UsePrimary(UserDefinedOption):
@@ -55,12 +56,21 @@ class RoutingSession(Session):
         self,
         bind: Any = None,
         *,
-        routing_engine: RoutingEngine,
+        routing_engine: RoutingEngine | None = None,
         max_lag: float | None = None,
         read_your_writes: str | None = None,
         after: str | None = None,
         **kw: Any,
     ) -> None:
+        if "db" in kw and not any(c.__module__.startswith("flask_sqlalchemy") for c in type(self).__mro__):
+            raise TypeError(
+                "Flask-SQLAlchemy cannot build a plain RoutingSession: use "
+                "db = rwsplit.integrations.flask.RoutingSQLAlchemy() and db.init_app(app, engine)"
+            )
+        if routing_engine is None:
+            raise TypeError(
+                "RoutingSession needs its routing_engine: make sessions with rwsplit.sessionmaker(engine)"
+            )
         if not isinstance(routing_engine, RoutingEngine):
             raise TypeError(
                 f"routing_engine must be a rwsplit RoutingEngine, got {type(routing_engine).__name__}"
@@ -295,13 +305,20 @@ def _unrouted_session(session: Session, transaction: SessionTransaction, connect
         )
 
 
-def sessionmaker(engine: RoutingEngine, **kw: Any) -> sqlalchemy.orm.sessionmaker[RoutingSession]:
+@overload
+def sessionmaker(
+    engine: RoutingEngine, *, class_: type[_S], **kw: Any
+) -> sqlalchemy.orm.sessionmaker[_S]: ...
+@overload
+def sessionmaker(engine: RoutingEngine, **kw: Any) -> sqlalchemy.orm.sessionmaker[RoutingSession]: ...
+def sessionmaker(engine: RoutingEngine, **kw: Any) -> sqlalchemy.orm.sessionmaker[Any]:
     """A ``sqlalchemy.orm.sessionmaker`` of :class:`RoutingSession` bound to a routing engine.
 
     ``engine``: the :class:`~rwsplit.RoutingEngine` from :func:`rwsplit.create_engine`.
     ``**kw``: sessionmaker's keywords (``expire_on_commit``, ``autoflush``, ``class_`` — a
-    RoutingSession subclass …) plus per-session defaults ``max_lag``, ``read_your_writes`` and
-    ``after`` (a consistency token), which each ``Session(...)`` call may override.
+    RoutingSession subclass, which then types the sessions …) plus per-session defaults
+    ``max_lag``, ``read_your_writes`` and ``after`` (a consistency token), which each
+    ``Session(...)`` call may override.
     """
     if not isinstance(engine, RoutingEngine):
         raise TypeError(f"rwsplit.sessionmaker needs a RoutingEngine, got {type(engine).__name__}")

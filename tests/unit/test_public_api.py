@@ -52,3 +52,23 @@ def test_entry_points_document_every_parameter(function: object) -> None:
     for name, parameter in inspect.signature(function).parameters.items():  # type: ignore[arg-type]
         spelled = f"**{name}" if parameter.kind is parameter.VAR_KEYWORD else name
         assert f"``{spelled}``" in doc, f"{function.__name__} does not document {spelled}"
+
+
+def test_a_routing_session_without_its_engine_names_sessionmaker() -> None:
+    with pytest.raises(TypeError, match=r"rwsplit\.sessionmaker\(engine\)"):
+        rwsplit.RoutingSession()
+
+
+def test_plain_flask_sqlalchemy_with_routing_session_names_the_integration() -> None:
+    """The issue's first try: Flask-SQLAlchemy builds ``class_(db=..., ...)``; say what to use instead."""
+    import flask
+    import flask_sqlalchemy
+
+    app = flask.Flask(__name__)
+    app.config["SQLALCHEMY_DATABASE_URI"] = "sqlite://"
+    db = flask_sqlalchemy.SQLAlchemy(app, session_options={"class_": rwsplit.RoutingSession})
+    with (
+        app.app_context(),
+        pytest.raises(TypeError, match=r"rwsplit\.integrations\.flask\.RoutingSQLAlchemy"),
+    ):
+        db.session()

@@ -39,6 +39,13 @@ _CHECKS = """
         assert_type(conn.execute(select(User.id, User.name)), CursorResult[int, str])
         conn.execute(text("SELECT 1")).all()
         conn.exec_driver_sql("SELECT 1").all()
+
+    class MySession(rwsplit.RoutingSession):
+        pass
+
+    Custom = rwsplit.sessionmaker(engine, class_=MySession)
+    assert_type(Custom(), MySession)
+    assert_type(Session(), rwsplit.RoutingSession)
 """
 
 
