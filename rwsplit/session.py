@@ -99,8 +99,9 @@ class RoutingSession(Session):
             return bind
         engine = self.routing_engine
         state = self.rwsplit_state
-        if clause is None or compat.flushing(self):
-            if compat.flushing(self) or mapper is not None:  # a flush or a bulk_* operation writes
+        flushing = compat.flushing(self)
+        if clause is None or flushing:
+            if flushing or mapper is not None:  # a flush or a bulk_* operation writes
                 state.wrote()
             else:  # get_bind() without a statement: the transaction stays on the primary
                 state.bind_transaction()
