@@ -15,7 +15,7 @@ from .balancer import (
     RoundRobinBalancer,
     WeightedBalancer,
 )
-from .balancer import __getattr__ as __getattr__  # the balancers' pre-0.2 names, deprecated
+from .balancer import __getattr__ as _balancer_names  # the balancers' pre-0.2 names, deprecated
 from .causal import ConsistencyScope, consistency, merge_tokens
 from .classifier import Route, classify
 from .connection import RoutingConnection, RoutingTransaction
@@ -33,8 +33,38 @@ from .integrations.scoping import RoutingScopedSession, scoped_session
 from .session import RoutingSession, UsePrimary, sessionmaker
 from .urls import parse_url_list
 
+_ASYNC_NAMES = frozenset(
+    {
+        "create_async_engine",
+        "async_sessionmaker",
+        "AsyncRoutingEngine",
+        "AsyncRoutingSession",
+        "AsyncRoutingConnection",
+        "AsyncRoutingTransaction",
+    }
+)
+
+
+def __getattr__(name: str) -> object:
+    """The async API (:mod:`rwsplit.aio`) on first use: ``import rwsplit`` stays free of asyncio."""
+    if name in _ASYNC_NAMES:
+        from . import aio
+
+        return getattr(aio, name)
+    try:
+        return _balancer_names(name)
+    except AttributeError:
+        raise AttributeError(f"module 'rwsplit' has no attribute {name!r}") from None
+
+
 __all__ = [
     "__version__",
+    "create_async_engine",
+    "async_sessionmaker",
+    "AsyncRoutingEngine",
+    "AsyncRoutingSession",
+    "AsyncRoutingConnection",
+    "AsyncRoutingTransaction",
     "classify",
     "Route",
     "create_engine",

@@ -14,6 +14,7 @@ import os
 import re
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from typing import Any
 
 import sqlalchemy as sa
@@ -56,6 +57,7 @@ __all__ = ["create_engine", "RoutingEngine", "ServerReport"]
 
 log = logging.getLogger("rwsplit")
 
+_ASYNC: ContextVar[bool] = ContextVar("rwsplit_building_async", default=False)
 _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")
 _ENGINES: weakref.WeakSet[RoutingEngine] = weakref.WeakSet()
 
@@ -304,6 +306,26 @@ class RoutingEngine(EngineSurface):
     __str__ = __repr__
 
 
+@contextlib.contextmanager
+def building_async() -> Iterator[None]:
+    """:func:`create_engine` calls in this block build each server's Engine with
+    ``sqlalchemy.ext.asyncio`` (for :func:`rwsplit.create_async_engine`, which shares its options)."""
+    reset = _ASYNC.set(True)
+    try:
+        yield
+    finally:
+        _ASYNC.reset(reset)
+
+
+def _server_engine(url: URL, **kwargs: Any) -> Engine:
+    """One server's SQLAlchemy Engine; under :func:`building_async`, the sync face of an AsyncEngine."""
+    if _ASYNC.get():
+        from sqlalchemy.ext.asyncio import create_async_engine
+
+        return create_async_engine(url, **kwargs).sync_engine
+    return sa.create_engine(url, **kwargs)
+
+
 def create_engine(
     url: str | URL,
     *,
@@ -363,9 +385,10 @@ def create_engine(
     primary_url, replica_urls = coerce_servers(
         url, list(replicas), primary_label="the primary", replica_label="replica"
     )
-    refuse_async(primary_url, "the primary")
-    for i, replica_url in enumerate(replica_urls):
-        refuse_async(replica_url, f"replica #{i + 1}")
+    if not _ASYNC.get():
+        refuse_async(primary_url, "the primary")
+        for i, replica_url in enumerate(replica_urls):
+            refuse_async(replica_url, f"replica #{i + 1}")
     if isinstance(read_only_functions, str):
         raise TypeError("read_only_functions must be a list of function names, not a single string")
     token_cluster = cluster_key(cluster, primary_url)
@@ -402,20 +425,23 @@ def create_engine(
         raise ValueError("balancer='weighted' needs weights={'replica1': 2, …}")
 
     connect_args = bounded_connect_args(engine_kwargs)
+    if _ASYNC.get():
+        connect_args.pop("read_timeout", None)
+        connect_args.pop("write_timeout", None)
     ssl = monitor_ssl if monitor_ssl is not None else connect_args.get("ssl")
     kwargs = {"pool_pre_ping": True, **engine_kwargs, "connect_args": connect_args}
     for key in ("logging_name", "pool_logging_name"):  # each server's engine gets its own (log_names)
         kwargs.pop(key, None)
-    primary = sa.create_engine(primary_url, **kwargs, **log_names(engine_kwargs, PRIMARY))
+    primary = _server_engine(primary_url, **kwargs, **log_names(engine_kwargs, PRIMARY))
     retrying_connect(primary, policy.retry, mask_url(primary_url))
     install_commit_capture(primary)
     # AUTOCOMMIT: each read sees the latest state; no ROLLBACK round trip (or error) at check-in.
     replica_kwargs = {**kwargs, "isolation_level": "AUTOCOMMIT", "skip_autocommit_rollback": True}
     replica_engines = {
-        n: sa.create_engine(u, **replica_kwargs, **log_names(engine_kwargs, n))
+        n: _server_engine(u, **replica_kwargs, **log_names(engine_kwargs, n))
         for n, u in zip(names, replica_urls, strict=True)
     }
-    primary_reads = sa.create_engine(
+    primary_reads = _server_engine(
         primary_url, **replica_kwargs, **log_names(engine_kwargs, "primary_reads")
     )
     retrying_connect(primary_reads, policy.retry, mask_url(primary_url))
