@@ -302,7 +302,8 @@ def _unrouted_session(session: Session, transaction: SessionTransaction, connect
         raise TypeError(
             f"{type(session).__name__} is bound to a rwsplit RoutingEngine (or RoutingConnection), which "
             "a plain SQLAlchemy Session cannot route: make sessions with rwsplit.sessionmaker(engine) "
-            "(or rwsplit.RoutingSession(routing_engine=engine)); for the primary alone, bind engine.primary"
+            "(or rwsplit.RoutingSession(routing_engine=engine)), async ones with "
+            "rwsplit.async_sessionmaker(engine); for the primary alone, bind engine.primary"
         )
 
 

@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from helpers import unique
 from models import Item
+from sqlalchemy import make_url
 from test_readme import code_block
 
 import rwsplit
@@ -70,3 +71,35 @@ def test_a_bad_factory_is_refused_at_once() -> None:
         session_dependency("not a factory")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="header"):
         session_dependency(rwsplit.sessionmaker, header="")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("driver", ["asyncmy", "aiomysql"])
+def test_the_async_example_carries_the_token(
+    sandbox: Sandbox, tables: None, caught_up, driver: str, on_primary
+) -> None:
+    """README's async FastAPI block as written: 400 for a bad token, the write seen via its token."""
+    caught_up()
+    source = code_block("Integrations", after="``async def`` views")
+    urls = re.findall(r'"(mysql\+asyncmy://[^"]+)"', source)
+    assert len(urls) == 3, urls
+    for url, real in zip(urls, [sandbox.primary_url, *sandbox.replica_urls], strict=True):
+        source = source.replace(f'"{url}"', repr(str(make_url(real).set(drivername=f"mysql+{driver}"))))
+    namespace: dict[str, Any] = {"Item": Item}
+    exec(compile(source, "README.rst:Integrations (async)", "exec"), namespace)
+    engine = namespace["engine"]
+    assert isinstance(engine, rwsplit.AsyncRoutingEngine)
+    with TestClient(namespace["app"], raise_server_exceptions=False) as client:  # one event loop
+        try:
+            name = unique()
+            created = client.post("/items", params={"name": name})
+            assert created.status_code == 200, created.text
+            token = created.headers[TOKEN_HEADER]
+            assert on_primary("SELECT name FROM test_ru_item WHERE id = %s", created.json()["id"]) == name
+            got = client.get(f"/items/{created.json()['id']}", headers={TOKEN_HEADER: token})
+            assert got.status_code == 200, got.text
+            assert got.json() == {"name": name}
+            assert got.headers[TOKEN_HEADER] == token
+            bad = client.get(f"/items/{created.json()['id']}", headers={TOKEN_HEADER: "garbage"})
+            assert bad.status_code == 400 and TOKEN_HEADER in bad.json()["detail"]
+        finally:
+            client.portal.call(engine.dispose)  # type: ignore[union-attr]

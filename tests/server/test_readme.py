@@ -120,3 +120,27 @@ def test_the_causal_http_example_runs_as_written(
         assert rwsplit.merge_tokens(headers["X-Consistency"], token) == headers["X-Consistency"]
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("driver", ["asyncmy", "aiomysql"])
+def test_the_async_example_runs_as_written(sandbox: Sandbox, driver: str, on_primary) -> None:
+    source = code_block("Async (asyncio)")
+    urls = re.findall(r'"(mysql\+asyncmy://[^"]+)"', source)
+    assert len(urls) == 3, urls
+    for url, real in zip(urls, [sandbox.primary_url, *sandbox.replica_urls], strict=True):
+        source = source.replace(f'"{url}"', repr(str(sa.make_url(real).set(drivername=f"mysql+{driver}"))))
+    setup = sa.create_engine(sandbox.primary_url)
+    Base.metadata.drop_all(setup)
+    sandbox.wait_caught_up(timeout=15)
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out):
+            exec(compile(source, "README.rst:Async", "exec"), {"User": User, "Base": Base})
+        first, eligible = out.getvalue().splitlines()
+        assert first in ("replica1 Ada", "replica2 Ada")  # read its own write on a replica
+        assert "'replica1'" in eligible and "'replica2'" in eligible
+        assert on_primary("SELECT COUNT(*) FROM test_readme_user WHERE name = 'Ada'") == 1
+    finally:
+        Base.metadata.drop_all(setup)
+        setup.dispose()
+        sandbox.wait_caught_up(timeout=15)

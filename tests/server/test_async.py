@@ -1,0 +1,357 @@
+"""Async rwsplit (``create_async_engine``, ``async_sessionmaker``) with asyncmy and aiomysql, on the sandbox.
+
+The same routing rules, consistency modes, tokens, hints and failover as the sync API, through the
+same decision path; the event loop is never blocked; 200 concurrent tasks see their own writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from helpers import FAST, REPLICAS, SERVER_ID, unique, wait_eligible
+from models import Doc, User
+from sqlalchemy.ext.asyncio import AsyncSession
+
+import rwsplit
+from rwsplit.sandbox import Sandbox
+
+DRIVERS = ("asyncmy", "aiomysql")
+
+Make = Callable[..., rwsplit.AsyncRoutingEngine]
+
+
+def _url(url: str, driver: str) -> sa.URL:
+    return sa.make_url(url).set(drivername=f"mysql+{driver}")
+
+
+@pytest.fixture(params=DRIVERS)
+def driver(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture()
+def make(sandbox: Sandbox, tables: None, caught_up: Callable[..., None], driver: str) -> Iterator[Make]:
+    """Async routing engines on the sandbox through ``driver``, eligible before the test's loop starts.
+
+    Each test disposes its engines inside its own event loop (:func:`_run`); the teardown only
+    stops what a failed test left running.
+    """
+    made: list[rwsplit.AsyncRoutingEngine] = []
+
+    def build(*, wait: bool = True, **kw: Any) -> rwsplit.AsyncRoutingEngine:
+        kw.setdefault("monitor_interval", FAST)
+        engine = rwsplit.create_async_engine(
+            _url(sandbox.primary_url, driver), replicas=[_url(u, driver) for u in sandbox.replica_urls], **kw
+        )
+        made.append(engine)
+        if wait:
+            caught_up()
+            wait_eligible(engine.sync_engine)
+        return engine
+
+    yield build
+    for engine in made:
+        engine.sync_engine.dispose(close=False)
+
+
+def _run(body: Callable[[], Awaitable[None]], *engines: rwsplit.AsyncRoutingEngine) -> None:
+    """Run ``body`` in a new event loop, then dispose ``engines`` in that loop (pools belong to it)."""
+
+    async def main() -> None:
+        try:
+            await body()
+        finally:
+            for engine in engines:
+                await engine.dispose()
+
+    asyncio.run(main())
+
+
+def _ids(sandbox: Sandbox) -> dict[int, str]:
+    return {sandbox.server_id(name): name for name in sandbox.server_names}
+
+
+def test_the_issue_example_runs_as_written(sandbox: Sandbox, make: Make) -> None:
+    engine = make(max_lag=1.0, read_your_writes="causal")
+    Session = rwsplit.async_sessionmaker(engine, expire_on_commit=False)
+    name = unique("ada")
+
+    async def body() -> None:
+        async with Session() as s:  # an AsyncSession
+            assert isinstance(s, AsyncSession)
+            s.add(User(name=name))
+            await s.commit()  # primary
+            assert s.last_target == "primary"
+            user = await s.scalar(sa.select(User).where(User.name == name))  # a replica, sees the write
+            assert user is not None and user.name == name
+            assert s.last_target in REPLICAS
+            token = s.consistency_token()
+            assert token.startswith("rw1.")
+        async with Session(after=token, max_lag=0.2) as s:
+            assert (await s.scalar(sa.select(User.name).where(User.name == name))) == name
+            assert s.last_target in REPLICAS
+        async with engine.connect() as conn:  # Core, routed per statement
+            assert (await conn.execute(sa.text(SERVER_ID))).scalar() in ids_of_replicas
+            assert conn.last_target in REPLICAS
+        async with engine.begin() as conn:
+            await conn.execute(sa.update(User).where(User.name == name).values(name=name + "!"))
+            assert conn.last_target == "primary"
+        assert isinstance(engine.primary, sa.ext.asyncio.AsyncEngine)
+        assert {r.name for r in engine.status()} == {"primary", *REPLICAS}
+
+    ids_of_replicas = {sandbox.server_id(r) for r in REPLICAS}
+    _run(body, engine)
+
+
+def test_routing_rules_as_in_the_sync_api(sandbox: Sandbox, make: Make) -> None:
+    engine = make()
+    Session = rwsplit.async_sessionmaker(engine)
+    ids = _ids(sandbox)
+
+    async def where(s: Any, **options: Any) -> str:
+        stmt = sa.text(SERVER_ID).execution_options(**options) if options else sa.text(SERVER_ID)
+        return ids[int((await s.execute(stmt)).scalar_one())]
+
+    async def body() -> None:
+        async with Session() as s:
+            assert await where(s) in REPLICAS  # a fresh session reads a replica
+            assert await where(s, rwsplit_route="primary") == "primary"  # a hint
+            with s.use_primary():
+                assert await where(s) == "primary"
+            assert await where(s) in REPLICAS
+            s.add(User(name=unique()))
+            await s.flush()  # a write: the transaction moves to the primary
+            assert s.last_target == "primary"
+            assert await where(s) == "primary"  # in its transaction
+            await s.commit()
+            assert await where(s) == "primary"  # "session" mode: pinned after the write
+        async with Session() as s:
+            assert await where(s) in REPLICAS  # a new session is free again
+            assert (await s.get(User, -1)) is None and s.last_target in REPLICAS
+        async with Session(read_your_writes="off") as s:
+            s.add(User(name=unique()))
+            await s.commit()
+            assert await where(s) in REPLICAS  # off: reads leave the primary after commit
+        async with engine.connect() as conn:
+            assert await where(conn) in REPLICAS
+            await conn.execute(sa.insert(User).values(name=unique()))
+            assert conn.last_target == "primary" and conn.in_transaction()
+            assert await where(conn) == "primary"  # its own transaction holds the write
+            await conn.commit()
+
+    _run(body, engine)
+
+
+def test_a_plain_async_session_on_a_routing_engine_is_refused_clearly(make: Make) -> None:
+    engine = make(wait=False)
+
+    async def body() -> None:
+        async with AsyncSession(engine) as s:  # type: ignore[arg-type]
+            with pytest.raises(TypeError, match="rwsplit.async_sessionmaker"):
+                await s.execute(sa.text("SELECT 1"))
+
+    _run(body, engine)
+    with pytest.raises(TypeError, match="create_async_engine"):
+        rwsplit.async_sessionmaker(engine.sync_engine)  # type: ignore[arg-type]
+
+
+def test_tokens_pass_between_sync_and_async_engines(sandbox: Sandbox, make: Make) -> None:
+    engine = make(read_your_writes="causal", max_lag=30)
+    sync = rwsplit.create_engine(
+        sandbox.primary_url, replicas=sandbox.replica_urls, read_your_writes="causal", max_lag=30
+    )
+    Async = rwsplit.async_sessionmaker(engine)
+    Sync = rwsplit.sessionmaker(sync)
+    try:
+        sandbox.delay_replica(1, 30)
+        sandbox.delay_replica(2, 30)  # a write reaches no replica for 30 s
+        pk = time.monotonic_ns() % 2_000_000_000
+
+        async def body() -> None:
+            with Sync() as s:
+                s.add(Doc(id=pk, version=1))
+                s.commit()
+                token = s.consistency_token()
+            async with Async(after=token) as s:  # sync → async: must see the write, so the primary
+                assert (await s.scalar(sa.select(Doc.version).where(Doc.id == pk))) == 1
+                assert s.last_target == "primary"
+                s.add(Doc(id=pk + 1, version=1))
+                await s.commit()
+                back = s.consistency_token()
+            with Sync(after=back) as s:  # async → sync
+                assert s.scalar(sa.select(Doc.version).where(Doc.id == pk + 1)) == 1
+                assert s.last_target == "primary"
+
+        _run(body, engine)
+    finally:
+        sync.dispose()
+        for r in (1, 2):
+            sandbox.delay_replica(r, 0)
+        sandbox.wait_caught_up(timeout=60)
+
+
+async def _flow(Session: Any, pk: int) -> tuple[bool, str | None]:
+    """Write a row, commit, read it back in the same session: (saw the write, where it read)."""
+    async with Session() as s:
+        s.add(Doc(id=pk, version=1))
+        await s.commit()
+        await s.execute(sa.update(Doc).where(Doc.id == pk).values(version=2))
+        await s.commit()
+        got = await s.scalar(sa.select(Doc.version).where(Doc.id == pk))
+        return got == 2, s.last_target
+
+
+@contextlib.contextmanager
+def _delayed(sandbox: Sandbox, replica: int, seconds: int) -> Iterator[None]:
+    """Replica ``replica`` applies events ``seconds`` late (the tests' own writes make it lag)."""
+    sandbox.delay_replica(replica, seconds)
+    try:
+        yield
+    finally:
+        sandbox.delay_replica(replica, 0)
+        sandbox.wait_caught_up(timeout=60)
+
+
+@pytest.mark.parametrize("mode", ["causal", "session"])
+def test_200_concurrent_tasks_read_their_writes_with_a_delayed_replica(
+    sandbox: Sandbox, make: Make, mode: str
+) -> None:
+    engine = make(read_your_writes=mode, max_lag=1.0, pool_size=40, max_overflow=40)
+    Session = rwsplit.async_sessionmaker(engine)
+    base = random.randrange(10**6, 10**9)
+    outcomes: list[tuple[bool, str | None]] = []
+
+    async def body() -> None:
+        outcomes.extend(await asyncio.gather(*(_flow(Session, base + i) for i in range(200))))
+
+    with _delayed(sandbox, 1, 1):
+        _run(body, engine)
+    violations = sum(not saw for saw, _ in outcomes)
+    on_replica = sum(target in REPLICAS for _, target in outcomes)
+    assert len(outcomes) == 200
+    assert violations == 0
+    if mode == "causal":
+        assert on_replica >= 180, f"only {on_replica}/200 reads on replicas"
+    else:
+        assert on_replica == 0  # "session": a session that wrote reads the primary
+
+
+def test_a_replica_killed_mid_run_fails_no_read(sandbox: Sandbox, make: Make) -> None:
+    engine = make(read_your_writes="causal", max_lag=1.0, pool_size=40, max_overflow=40)
+    Session = rwsplit.async_sessionmaker(engine)
+    base = random.randrange(10**9, 2 * 10**9)
+    results: list[tuple[bool, str | None]] = []
+    errors: list[str] = []
+    reads_by = {name: 0 for name in ("primary", *REPLICAS)}
+
+    async def reader(i: int) -> None:
+        deadline = time.monotonic() + 4.0
+        n = 0
+        while time.monotonic() < deadline:
+            try:
+                results.append(await _flow(Session, base + i * 10_000 + n))
+                async with Session() as s:
+                    await s.execute(sa.text(SERVER_ID))
+                    reads_by[s.last_target or "?"] += 1
+            except Exception as exc:  # every failure is a failed read: the test counts them
+                errors.append(f"{type(exc).__name__}: {exc}")
+            n += 1
+
+    async def killer() -> None:
+        await asyncio.sleep(1.0)
+        sandbox.kill(1)
+
+    async def body() -> None:
+        await asyncio.gather(killer(), *(reader(i) for i in range(200)))
+
+    try:
+        _run(body, engine)
+    finally:
+        sandbox.start(1)
+        sandbox.wait_caught_up(timeout=60)
+    assert errors == [], errors[:5]
+    assert all(saw for saw, _ in results)
+    assert len(results) > 200
+    assert reads_by["replica2"] > 0
+
+
+def _ticking(gaps: list[float]) -> tuple[asyncio.Event, Callable[[], Awaitable[None]]]:
+    """A task body that records the gaps between 10 ms ticks until its event is set."""
+    stop = asyncio.Event()
+
+    async def tick() -> None:
+        last = time.monotonic()
+        while not stop.is_set():
+            await asyncio.sleep(0.01)
+            now = time.monotonic()
+            gaps.append(now - last)
+            last = now
+
+    return stop, tick
+
+
+def test_causal_waits_never_block_the_loop(sandbox: Sandbox, make: Make) -> None:
+    """A ticker task keeps ticking while causal reads wait 0.3 s each on a lagging replica."""
+    engine = make(read_your_writes="causal", max_lag=30, causal_timeout=0.3)
+    Session = rwsplit.async_sessionmaker(engine)
+    gaps: list[float] = []
+    pk = random.randrange(2 * 10**9, 3 * 10**9)
+
+    async def body() -> None:
+        stop, tick = _ticking(gaps)
+        ticker = asyncio.create_task(tick())
+        started = time.monotonic()
+        ok = await asyncio.gather(*(_flow(Session, pk + i) for i in range(5)))
+        waited = time.monotonic() - started
+        stop.set()
+        await ticker
+        assert all(saw for saw, _ in ok)
+        assert {target for _, target in ok} == {"primary"}  # no replica reached the writes in time
+        assert waited >= 0.3  # the reads did wait on a replica that lacks the writes
+        assert max(gaps) < 0.15, f"the loop stalled {max(gaps):.3f} s"
+
+    for r in (1, 2):
+        sandbox.delay_replica(r, 5)
+    try:
+        _run(body, engine)
+    finally:
+        for r in (1, 2):
+            sandbox.delay_replica(r, 0)
+        sandbox.wait_caught_up(timeout=60)
+
+
+def test_primary_connect_backoff_never_blocks_the_loop(sandbox: Sandbox, make: Make) -> None:
+    """With the primary down, a write's connects back off (awaited) and end in PrimaryUnavailable."""
+    retry = rwsplit.Retry(primary_attempts=4, backoff=0.1, max_backoff=0.4, primary_timeout=3.0)
+    engine = make(retry=retry, connect_args={"connect_timeout": 1})
+    Session = rwsplit.async_sessionmaker(engine)
+    gaps: list[float] = []
+
+    async def body() -> None:
+        stop, tick = _ticking(gaps)
+        ticker = asyncio.create_task(tick())
+        started = time.monotonic()
+        try:
+            async with Session() as s:
+                s.add(User(name=unique()))
+                with pytest.raises(rwsplit.PrimaryUnavailable):
+                    await s.commit()
+        finally:
+            stop.set()
+            await ticker
+        assert time.monotonic() - started >= 0.3  # it did back off: 0.1 + 0.2 + 0.4 s at least
+        assert max(gaps) < 0.15, f"the loop stalled {max(gaps):.3f} s"
+
+    sandbox.kill("primary")
+    try:
+        _run(body, engine)
+    finally:
+        sandbox.start("primary")
+        sandbox.wait_caught_up(timeout=60)
