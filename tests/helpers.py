@@ -86,3 +86,9 @@ def created_tables(sandbox: Sandbox, metadata: sa.MetaData) -> Iterator[None]:
         metadata.drop_all(eng)
     finally:
         eng.dispose()
+
+
+def with_driver(url: str, driver: str) -> str:
+    """A sandbox URL (password included) through another DBAPI driver: ``mysql+<driver>://…``."""
+    backend = "mariadb" if driver == "mariadbconnector" else "mysql"
+    return sa.make_url(url).set(drivername=f"{backend}+{driver}").render_as_string(hide_password=False)

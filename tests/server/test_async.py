@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from helpers import FAST, REPLICAS, SERVER_ID, unique, wait_eligible
+from helpers import FAST, REPLICAS, SERVER_ID, unique, wait_eligible, with_driver
 from models import Doc, User
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -25,10 +25,6 @@ from rwsplit.sandbox import Sandbox
 DRIVERS = ("asyncmy", "aiomysql")
 
 Make = Callable[..., rwsplit.AsyncRoutingEngine]
-
-
-def _url(url: str, driver: str) -> sa.URL:
-    return sa.make_url(url).set(drivername=f"mysql+{driver}")
 
 
 @pytest.fixture(params=DRIVERS)
@@ -48,7 +44,9 @@ def make(sandbox: Sandbox, tables: None, caught_up: Callable[..., None], driver:
     def build(*, wait: bool = True, **kw: Any) -> rwsplit.AsyncRoutingEngine:
         kw.setdefault("monitor_interval", FAST)
         engine = rwsplit.create_async_engine(
-            _url(sandbox.primary_url, driver), replicas=[_url(u, driver) for u in sandbox.replica_urls], **kw
+            with_driver(sandbox.primary_url, driver),
+            replicas=[with_driver(u, driver) for u in sandbox.replica_urls],
+            **kw,
         )
         made.append(engine)
         if wait:
@@ -225,7 +223,7 @@ def test_200_concurrent_tasks_read_their_writes_with_a_delayed_replica(
 ) -> None:
     engine = make(read_your_writes=mode, max_lag=1.0, pool_size=40, max_overflow=40)
     Session = rwsplit.async_sessionmaker(engine)
-    base = random.randrange(10**6, 10**9)
+    base = random.randrange(10**6, 5 * 10**8)
     outcomes: list[tuple[bool, str | None]] = []
 
     async def body() -> None:
@@ -235,6 +233,7 @@ def test_200_concurrent_tasks_read_their_writes_with_a_delayed_replica(
         _run(body, engine)
     violations = sum(not saw for saw, _ in outcomes)
     on_replica = sum(target in REPLICAS for _, target in outcomes)
+    print(f"\n{mode}: 200 tasks, {violations} violations, {on_replica}/200 reads on replicas")
     assert len(outcomes) == 200
     assert violations == 0
     if mode == "causal":
@@ -246,7 +245,7 @@ def test_200_concurrent_tasks_read_their_writes_with_a_delayed_replica(
 def test_a_replica_killed_mid_run_fails_no_read(sandbox: Sandbox, make: Make) -> None:
     engine = make(read_your_writes="causal", max_lag=1.0, pool_size=40, max_overflow=40)
     Session = rwsplit.async_sessionmaker(engine)
-    base = random.randrange(10**9, 2 * 10**9)
+    base = random.randrange(5 * 10**8, 10**9)
     results: list[tuple[bool, str | None]] = []
     errors: list[str] = []
     reads_by = {name: 0 for name in ("primary", *REPLICAS)}
@@ -276,6 +275,7 @@ def test_a_replica_killed_mid_run_fails_no_read(sandbox: Sandbox, make: Make) ->
     finally:
         sandbox.start(1)
         sandbox.wait_caught_up(timeout=60)
+    print(f"\nreplica1 killed: {len(results)} flows, {len(errors)} failed, reads by server {reads_by}")
     assert errors == [], errors[:5]
     assert all(saw for saw, _ in results)
     assert len(results) > 200
@@ -302,7 +302,7 @@ def test_causal_waits_never_block_the_loop(sandbox: Sandbox, make: Make) -> None
     engine = make(read_your_writes="causal", max_lag=30, causal_timeout=0.3)
     Session = rwsplit.async_sessionmaker(engine)
     gaps: list[float] = []
-    pk = random.randrange(2 * 10**9, 3 * 10**9)
+    pk = random.randrange(10**9, 2 * 10**9)
 
     async def body() -> None:
         stop, tick = _ticking(gaps)

@@ -8,9 +8,8 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from helpers import unique
+from helpers import unique, with_driver
 from models import Item
-from sqlalchemy import make_url
 from test_readme import code_block
 
 import rwsplit
@@ -83,7 +82,7 @@ def test_the_async_example_carries_the_token(
     urls = re.findall(r'"(mysql\+asyncmy://[^"]+)"', source)
     assert len(urls) == 3, urls
     for url, real in zip(urls, [sandbox.primary_url, *sandbox.replica_urls], strict=True):
-        source = source.replace(f'"{url}"', repr(str(make_url(real).set(drivername=f"mysql+{driver}"))))
+        source = source.replace(f'"{url}"', repr(with_driver(real, driver)))
     namespace: dict[str, Any] = {"Item": Item}
     exec(compile(source, "README.rst:Integrations (async)", "exec"), namespace)
     engine = namespace["engine"]

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from helpers import with_driver
 from sqlalchemy import String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -128,7 +129,7 @@ def test_the_async_example_runs_as_written(sandbox: Sandbox, driver: str, on_pri
     urls = re.findall(r'"(mysql\+asyncmy://[^"]+)"', source)
     assert len(urls) == 3, urls
     for url, real in zip(urls, [sandbox.primary_url, *sandbox.replica_urls], strict=True):
-        source = source.replace(f'"{url}"', repr(str(sa.make_url(real).set(drivername=f"mysql+{driver}"))))
+        source = source.replace(f'"{url}"', repr(with_driver(real, driver)))
     setup = sa.create_engine(sandbox.primary_url)
     Base.metadata.drop_all(setup)
     sandbox.wait_caught_up(timeout=15)
