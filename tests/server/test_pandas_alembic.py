@@ -253,3 +253,34 @@ def test_alembic_upgrade_through_env_py_commits_and_is_not_rerun(
             command.upgrade(config, "head")
     assert on_primary("SELECT version_num FROM alembic_version") == "rev1"  # committed
     assert on_primary(COLUMNS, "app", table) == 2
+
+
+def test_the_readme_alembic_env_py_runs_as_written(
+    make_engine, stale_replicas, on_primary, drop_later, tmp_path
+) -> None:
+    """README's env.py block, verbatim, under what Alembic and the app give it (``context``,
+    ``engine``, ``Base``): the upgrade runs and commits on the primary, and is not re-run."""
+    from alembic import command
+    from alembic.config import Config
+    from test_readme import Base as ReadmeBase
+    from test_readme import code_block
+
+    eng = make_engine(max_lag=60)
+    drop_later("alembic_version", exact=True)
+    table = drop_later("alembic_readme")
+    prelude = (
+        "from alembic import context\n"
+        "engine = context.config.attributes['engine']\n"
+        "Base = context.config.attributes['Base']\n"
+    )
+    (tmp_path / "env.py").write_text(prelude + code_block("pandas and Alembic", after="``env.py``"))
+    (tmp_path / "script.py.mako").write_text("")
+    (tmp_path / "versions").mkdir()
+    (tmp_path / "versions" / "rev1.py").write_text(REVISION.format(table=table))
+    config = Config()
+    config.set_main_option("script_location", str(tmp_path))
+    config.attributes.update(engine=eng, Base=ReadmeBase)
+    for _ in range(2):  # the second run reads the version the first wrote (the replicas lack it)
+        command.upgrade(config, "head")
+    assert on_primary("SELECT version_num FROM alembic_version") == "rev1"
+    assert on_primary(COLUMNS, "app", table) == 2
