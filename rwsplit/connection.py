@@ -79,6 +79,9 @@ class RoutingConnection(ConnectionEventsTarget):
         self._replica: tuple[str, Connection] | None = None
         self._transaction: RoutingTransaction | None = None
         self._block: RoutingTransaction | None = None  # the ``with conn.begin():`` block we are in
+        # The transaction invalidate() lost: statements raise PendingRollbackError until rollback().
+        self._lost: RoutingTransaction | None = None
+        self._lost_savepoint = False
         self.closed = False
         self.invalidated = False
         self.last_target: str | None = None
@@ -237,9 +240,22 @@ class RoutingConnection(ConnectionEventsTarget):
             return run(self._reader_connection(bind))
         return run(self._replica_connection(decision.target))
 
-    def _check_open(self) -> None:
+    def _check_closed(self) -> None:
         if self.closed:
             raise sa.exc.ResourceClosedError("this RoutingConnection is closed")
+
+    def _check_lost(self) -> None:
+        """As SQLAlchemy: a transaction lost by :meth:`invalidate` must be rolled back before any
+        statement checks out fresh connections (nothing may run as if it were still there)."""
+        if self._lost is not None:
+            raise sa.exc.PendingRollbackError(
+                f"Can't reconnect until invalid {'savepoint ' if self._lost_savepoint else ''}"
+                "transaction is rolled back.  Please rollback() fully before proceeding"
+            )
+
+    def _check_open(self) -> None:
+        self._check_closed()
+        self._check_lost()
         self.invalidated = False  # the next statement checks out fresh DBAPI connections
         if self._block is not None and not self._block.is_active:
             # As SQLAlchemy: work after commit()/rollback() inside the block would escape it.
@@ -250,12 +266,14 @@ class RoutingConnection(ConnectionEventsTarget):
 
     def _primary_connection(self) -> Connection:
         if self._primary is None:
+            self._check_lost()
             self._primary = self.engine.primary.connect()
         return self._primary
 
     def _reader_connection(self, bind: Engine) -> Connection:
         """Primary reads outside a transaction: autocommit, so each sees the latest commits."""
         if self._reader is None:
+            self._check_lost()
             self._reader = bind.connect()
         return self._reader
 
@@ -264,6 +282,7 @@ class RoutingConnection(ConnectionEventsTarget):
             if self._replica[0] == name:
                 return self._replica[1]
             self._drop_replica()
+        self._check_lost()
         conn = self.engine.engines[name].connect()
         self._replica = (name, conn)
         return conn
@@ -285,12 +304,13 @@ class RoutingConnection(ConnectionEventsTarget):
         setting autobegan one) raises ``InvalidRequestError``; use :meth:`begin_nested` for a
         savepoint. Reads alone begin nothing that ``begin()`` would trip on.
         """
-        self._check_open()
-        if self._transaction is not None or self.state.tx_on_primary:
+        self._check_closed()
+        if self._transaction is not None or self._lost is not None or self.state.tx_on_primary:
             raise sa.exc.InvalidRequestError(
                 "a transaction is already begun on this RoutingConnection; commit() or rollback() "
                 "it first, or use begin_nested() for a savepoint"
             )
+        self._check_open()
         if self._primary is not None and self._primary.in_transaction():
             self._primary.commit()  # only reads ran in it (pinned reads autobegin, like replica reads do not)
         self._transaction = RoutingTransaction(self)
@@ -322,7 +342,7 @@ class RoutingConnection(ConnectionEventsTarget):
         ``isolation_level`` changes the primary's DBAPI connection: as after ``SET``, later reads
         of this connection run there (replica reads are autocommit snapshots anyway).
         """
-        self._check_open()
+        self._check_closed()
         if "isolation_level" in options:
             level = options.pop("isolation_level")
             self._primary_connection().execution_options(isolation_level=level)
@@ -385,6 +405,11 @@ class RoutingConnection(ConnectionEventsTarget):
         return self._reader_connection(self.engine._primary_reads)
 
     def commit(self) -> None:
+        if self._lost is not None:
+            # As SQLAlchemy: the commit fails and ends the transaction; statements keep raising
+            # until rollback() (nothing of the lost transaction was committed).
+            self._end_transaction()
+            self._check_lost()
         state = self.state
         if self._primary is not None and self._primary.in_transaction():
             causal = state.mode == "causal" and state.tx_wrote
@@ -407,8 +432,11 @@ class RoutingConnection(ConnectionEventsTarget):
         self.state.advance(self.engine._decode_token(token))
 
     def rollback(self) -> None:
+        """Roll back the transaction in progress; after :meth:`invalidate` lost one, this is what
+        makes the connection usable again."""
         if self._primary is not None and self._primary.in_transaction():
             self._primary.rollback()
+        self._lost = None
         self._end_transaction()
 
     def _end_transaction(self) -> None:
@@ -418,9 +446,17 @@ class RoutingConnection(ConnectionEventsTarget):
         self.state.transaction_ended()
 
     def invalidate(self, exception: BaseException | None = None) -> None:
-        """Discard every DBAPI connection this holds (``Connection.invalidate``): an open transaction
-        is lost; the next statement checks out fresh connections."""
-        self._check_open()
+        """Discard every DBAPI connection this holds (``Connection.invalidate``).
+
+        Outside a transaction the next statement checks out fresh connections. A transaction in
+        progress (:meth:`in_transaction`: begun, or autobegun by a write) is lost, and as in
+        SQLAlchemy every statement (and ``commit()``) raises ``PendingRollbackError`` until
+        ``rollback()``: nothing runs as if its earlier work were still there.
+        """
+        self._check_closed()
+        if self.in_transaction():
+            self._lost_savepoint = self.in_nested_transaction()
+            self._lost = self.get_transaction()
         held = [c for c in (self._primary, self._reader) if c is not None]
         if self._replica is not None:
             held.append(self._replica[1])
@@ -429,7 +465,8 @@ class RoutingConnection(ConnectionEventsTarget):
                 conn.invalidate(exception)
                 conn.close()
         self._primary = self._reader = self._replica = None
-        self._end_transaction()
+        if self._lost is None:
+            self._end_transaction()
         self.invalidated = True
 
     def close(self) -> None:
@@ -439,6 +476,7 @@ class RoutingConnection(ConnectionEventsTarget):
         if self._transaction is not None:
             self._transaction.is_active = False
             self._transaction = None
+        self._lost = None
         self._drop_replica()
         for conn in (self._reader, self._primary):
             if conn is not None:

@@ -8,7 +8,7 @@ nothing written through these paths can reach a replica.
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.engine.interfaces import Dialect
@@ -78,6 +78,22 @@ class EngineSurface:
     def raw_connection(self) -> PoolProxiedConnection:
         """A DBAPI connection from the primary's pool: raw SQL cannot be routed, so it runs there."""
         return self.primary.raw_connection()
+
+    def cursor(self) -> NoReturn:
+        """Refuse, naming what to pass instead: a ``RoutingEngine`` is no DBAPI connection.
+
+        pandas takes anything but a SQLAlchemy ``Engine`` or ``Connection`` for a ``sqlite3``
+        connection and asks it for a cursor (``pd.read_sql(sql, engine)``, ``read_sql_table``,
+        ``to_sql``). Given a non-``Engine`` ``Connectable`` it would run its statements on that
+        object itself, its ``begin()`` holding none of them: so the engine stays no ``Connectable``
+        and pandas gets a routed connection instead.
+        """
+        raise TypeError(
+            "a RoutingEngine is not a DBAPI connection, and pandas only routes through SQLAlchemy "
+            "Connections: pass a routed connection (`with engine.connect() as conn: "
+            "pd.read_sql(query, conn)`), or engine.primary to run everything on the primary; "
+            "engine.raw_connection() is a DBAPI connection to the primary"
+        )
 
     def get_execution_options(self) -> Any:
         """The execution options of this engine (view), as the primary has them."""

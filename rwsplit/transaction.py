@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
@@ -35,7 +36,9 @@ class RoutingTransaction:
         self.connection.commit()
 
     def rollback(self) -> None:
-        if self.is_active:
+        """Roll back if active, or if ``invalidate()`` lost this transaction (even after a failed
+        ``commit()``): as in SQLAlchemy, that makes the connection usable again."""
+        if self.is_active or self.connection._lost is self:
             self.connection.rollback()
 
     close = rollback
@@ -49,6 +52,13 @@ class RoutingTransaction:
         if not self.is_active:
             return
         if exc_type is None:
-            self.commit()
+            try:
+                self.commit()
+            except BaseException:
+                # As SQLAlchemy: a failed commit (say, of a transaction invalidate() lost) is
+                # rolled back, so the connection is usable after the block; the error propagates.
+                with contextlib.suppress(Exception):
+                    self.rollback()
+                raise
         else:
             self.rollback()

@@ -3,13 +3,15 @@ transactions, execution options, info, invalidate, DDL, inspect) and runs the re
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import sqlalchemy as sa
 from helpers import PRIMARY, REPLICAS, unique
 from models import Item
 from sqlalchemy import insert, select, text
 from sqlalchemy.engine import Connectable, Connection
-from sqlalchemy.exc import InvalidRequestError, ResourceClosedError
+from sqlalchemy.exc import InvalidRequestError, PendingRollbackError, ResourceClosedError
 
 import rwsplit
 from rwsplit.sandbox import Sandbox
@@ -105,20 +107,157 @@ def test_info_is_a_dict_of_each_connection(eng) -> None:
         assert other.info == {}
 
 
-@pytest.mark.parametrize("end", ["close", "invalidate"])
-def test_transaction_close_and_invalidate_lose_the_open_transaction(eng, on_primary, end: str) -> None:
-    name = unique(end)
+def test_transaction_close_loses_the_open_transaction(eng, on_primary) -> None:
+    name = unique("close")
     with eng.connect() as conn:
         trans = conn.begin()
         conn.execute(insert(Item).values(name=name))
-        if end == "close":
-            trans.close()  # as RootTransaction.close(): rolls back
-        else:
-            conn.invalidate()  # the DBAPI connections are discarded
-            assert conn.invalidated and not trans.is_valid
+        trans.close()  # as RootTransaction.close(): rolls back
         assert not trans.is_active and not conn.in_transaction()
         assert on_primary(COUNT, name) == 0
-        assert conn.scalar(text("SELECT 1")) == 1  # usable again, on fresh connections
+        assert conn.scalar(text("SELECT 1")) == 1
+
+
+# The invalidate() tests run each scenario on a plain SQLAlchemy Connection (engine.primary) and on a
+# RoutingConnection: the same assertions hold for both (SQLAlchemy 2.x's behaviour, checked live).
+VIA = pytest.mark.parametrize("via", ["sqlalchemy", "routing"])
+PENDING = "Can't reconnect until invalid transaction is rolled back"
+
+
+def _connect(eng: rwsplit.RoutingEngine, via: str) -> Connection | rwsplit.RoutingConnection:
+    return eng.primary.connect() if via == "sqlalchemy" else eng.connect()
+
+
+def _statements(conn: Connection | rwsplit.RoutingConnection) -> list[Callable[[], object]]:
+    return [
+        lambda: conn.execute(text("SELECT 1")),
+        lambda: conn.execute(insert(Item).values(name=unique("lost"))),
+        lambda: conn.exec_driver_sql("SELECT 1"),
+        lambda: conn.scalar(select(sa.literal(1))),
+        conn.begin_nested,
+        conn.get_isolation_level,
+    ]
+
+
+@VIA
+@pytest.mark.parametrize("end", ["rollback", "trans.rollback", "trans.close"])
+def test_invalidate_inside_a_transaction_raises_until_rollback(eng, on_primary, via: str, end: str) -> None:
+    name = unique("inv")
+    with _connect(eng, via) as conn:
+        trans = conn.begin()
+        conn.execute(insert(Item).values(name=name))
+        conn.invalidate()
+        assert conn.invalidated and conn.in_transaction() and conn.get_transaction() is trans
+        assert trans.is_active and not trans.is_valid
+        for statement in _statements(conn):
+            with pytest.raises(PendingRollbackError, match=PENDING):
+                statement()
+        with pytest.raises(InvalidRequestError):
+            conn.begin()
+        assert conn.execution_options(stream_results=False) is conn  # options need no connection
+        conn.invalidate()  # again: fine
+        {"rollback": conn.rollback, "trans.rollback": trans.rollback, "trans.close": trans.close}[end]()
+        assert not conn.in_transaction() and not trans.is_active and conn.get_transaction() is None
+        assert conn.invalidated  # until the next statement reconnects
+        assert conn.scalar(text("SELECT 1")) == 1
+        assert not conn.invalidated
+    assert on_primary(COUNT, name) == 0  # the lost transaction's write never committed
+
+
+@VIA
+def test_commit_after_invalidate_fails_and_statements_raise_until_rollback(eng, on_primary, via: str) -> None:
+    name = unique("inv")
+    with _connect(eng, via) as conn:
+        trans = conn.begin()
+        conn.execute(insert(Item).values(name=name))
+        conn.invalidate()
+        with pytest.raises(PendingRollbackError, match=PENDING):
+            conn.commit()
+        assert not trans.is_active and not conn.in_transaction()  # the commit ended it ...
+        with pytest.raises(PendingRollbackError, match=PENDING):
+            conn.execute(text("SELECT 1"))  # ... yet nothing runs before rollback()
+        with pytest.raises(InvalidRequestError):
+            conn.begin()
+        trans.rollback()  # inactive, and still what makes the connection usable again
+        assert conn.scalar(text("SELECT 1")) == 1
+    assert on_primary(COUNT, name) == 0
+
+
+@VIA
+def test_invalidate_in_a_begin_block_fails_the_block_which_rolls_back(eng, on_primary, via: str) -> None:
+    name = unique("inv")
+    with _connect(eng, via) as conn:
+        with pytest.raises(PendingRollbackError, match=PENDING), conn.begin():
+            conn.execute(insert(Item).values(name=name))
+            conn.invalidate()  # the block's commit fails; it rolls back, and raises
+        assert not conn.in_transaction()
+        assert conn.scalar(text("SELECT 1")) == 1
+        conn.commit()  # ends the read's autobegun transaction (a plain Connection's)
+        with pytest.raises(PendingRollbackError, match=PENDING), conn.begin():
+            conn.invalidate()
+            conn.execute(text("SELECT 1"))  # raises inside: the block rolls back
+        assert conn.scalar(text("SELECT 1")) == 1
+    assert on_primary(COUNT, name) == 0
+
+
+@VIA
+def test_invalidate_of_an_autobegun_write_raises_until_rollback(eng, on_primary, via: str) -> None:
+    name = unique("inv")
+    with _connect(eng, via) as conn:
+        conn.execute(insert(Item).values(name=name))  # commit as you go: the write autobegins
+        conn.invalidate()
+        assert conn.in_transaction()
+        with pytest.raises(PendingRollbackError, match=PENDING):
+            conn.execute(text("SELECT 1"))
+        conn.rollback()
+        assert conn.scalar(text("SELECT 1")) == 1
+    assert on_primary(COUNT, name) == 0
+
+
+@VIA
+def test_invalidate_inside_a_savepoint_names_it(eng, via: str) -> None:
+    with _connect(eng, via) as conn:
+        conn.begin()
+        conn.begin_nested()
+        conn.invalidate()
+        with pytest.raises(PendingRollbackError, match="until invalid savepoint transaction is rolled back"):
+            conn.execute(text("SELECT 1"))
+        conn.rollback()
+        assert conn.scalar(text("SELECT 1")) == 1
+
+
+@VIA
+def test_invalidate_outside_a_transaction_reconnects_on_the_next_statement(eng, on_primary, via: str) -> None:
+    name = unique("inv")
+    with _connect(eng, via) as conn:
+        conn.invalidate()  # nothing held yet
+        conn.execute(insert(Item).values(name=name))
+        conn.commit()
+        assert not conn.in_transaction()
+        conn.invalidate()
+        assert conn.invalidated
+        assert conn.scalar(text("SELECT COUNT(*) FROM test_ru_item WHERE name = :n"), {"n": name}) == 1
+        assert not conn.invalidated
+        conn.commit()
+    assert on_primary(COUNT, name) == 1
+    conn.close()
+    with pytest.raises(ResourceClosedError):
+        conn.invalidate()
+
+
+def test_invalidate_after_replica_reads_reconnects_them(make_engine, where) -> None:
+    """Replica reads begin no transaction (unlike a plain Connection's reads): invalidate() then
+    just discards the replica's DBAPI connection, and the next read opens a fresh one."""
+    eng = make_engine()
+    discarded: list[str] = []
+    for name in REPLICAS:
+        sa.event.listen(eng.engines[name].pool, "invalidate", lambda *_, name=name: discarded.append(name))
+    with eng.connect() as conn:
+        first = where(conn)
+        assert first in REPLICAS and not conn.in_transaction()
+        conn.invalidate()
+        assert discarded == [first]
+        assert where(conn) == first  # no PendingRollbackError: a fresh connection, same replica
         assert not conn.invalidated
 
 

@@ -13,6 +13,7 @@ from alembic.operations import Operations
 from helpers import PRIMARY, REPLICAS, SERVER_ID, unique
 from models import Item
 from sqlalchemy import insert, select, text
+from sqlalchemy.engine import Connectable
 
 import rwsplit
 from rwsplit.sandbox import Sandbox
@@ -97,6 +98,48 @@ def test_to_sql_replace_drops_and_recreates_on_the_primary(eng, on_primary, drop
     assert on_primary(f"SELECT c FROM {table}") == 7
 
 
+ROUTED = r"pass a routed connection \(`with engine\.connect\(\) as conn: .*`\), or engine\.primary"
+
+
+def test_pandas_given_the_engine_itself_is_told_to_pass_a_connection(eng, sandbox, drop_later) -> None:
+    """pandas takes anything but an Engine/Connection for sqlite3 and asks it for a cursor: the
+    RoutingEngine answers with a TypeError naming engine.connect() and engine.primary, before any SQL."""
+    assert not isinstance(eng, Connectable)  # else pandas would run its statements on the engine itself
+    table = drop_later("pd_eng")
+    calls: list[Callable[[], object]] = [
+        lambda: pd.read_sql(SERVER_ID, eng),
+        lambda: pd.read_sql_query(SERVER_ID, eng),
+        lambda: pd.read_sql_table(Item.__tablename__, eng),
+        lambda: pd.DataFrame({"a": [1]}).to_sql(table, eng, index=False),
+    ]
+    for call in calls:
+        with (
+            pytest.warns(UserWarning, match="only supports SQLAlchemy connectable"),
+            pytest.raises(TypeError, match=ROUTED),
+        ):
+            call()
+    assert _columns(sandbox, "primary", table) == 0  # to_sql created nothing
+
+
+@pytest.mark.parametrize("query", [select(sa.literal_column("@@GLOBAL.server_id")), text(SERVER_ID)])
+def test_pandas_given_the_engine_and_a_select_raises_its_own_type_error(eng, query) -> None:
+    """For a select()/text() pandas refuses before it touches the engine (README says so)."""
+    with (
+        pytest.warns(UserWarning, match="only supports SQLAlchemy connectable"),
+        pytest.raises(TypeError, match="Query must be a string unless using sqlalchemy"),
+    ):
+        pd.read_sql(query, eng)
+
+
+def test_pandas_given_engine_primary_runs_everything_on_the_primary(eng, ids, on_primary, drop_later) -> None:
+    table = drop_later("pd_prim")
+    for query in (SERVER_ID, select(sa.literal_column("@@GLOBAL.server_id")), text(SERVER_ID)):
+        assert ids[int(pd.read_sql(query, eng.primary).iloc[0, 0])] == PRIMARY
+    assert pd.DataFrame({"a": [1, 2]}).to_sql(table, eng.primary, index=False) == 2
+    assert list(pd.read_sql_table(table, eng.primary)["a"]) == [1, 2]
+    assert on_primary(f"SELECT COUNT(*) FROM {table}") == 2
+
+
 def _migrate(conn: object, table: str) -> None:
     """A real migration: create a table, then add a column, through Alembic's Operations."""
     ctx = MigrationContext.configure(conn)  # type: ignore[arg-type]
@@ -148,6 +191,7 @@ def test_the_readme_pandas_example_runs_as_written(eng, on_primary, drop_later) 
     exec(compile(code_block("pandas and Alembic"), "README.rst:pandas", "exec"), scope)
     assert on_primary("SELECT COUNT(*) FROM test_readme_copy") == len(scope["users"])  # type: ignore[arg-type]
     assert int(scope["count"].iloc[0, 0]) >= 1  # type: ignore[attr-defined]
+    assert "Pandas" in set(scope["names"]["name"])  # type: ignore[index]
 
 
 def test_read_sql_with_parameters_and_chunks_reads_a_replica(eng, caught_up, on_primary) -> None:
@@ -208,4 +252,35 @@ def test_alembic_upgrade_through_env_py_commits_and_is_not_rerun(
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
     assert on_primary("SELECT version_num FROM alembic_version") == "rev1"  # committed
+    assert on_primary(COLUMNS, "app", table) == 2
+
+
+def test_the_readme_alembic_env_py_runs_as_written(
+    make_engine, stale_replicas, on_primary, drop_later, tmp_path
+) -> None:
+    """README's env.py block, verbatim, under what Alembic and the app give it (``context``,
+    ``engine``, ``Base``): the upgrade runs and commits on the primary, and is not re-run."""
+    from alembic import command
+    from alembic.config import Config
+    from test_readme import Base as ReadmeBase
+    from test_readme import code_block
+
+    eng = make_engine(max_lag=60)
+    drop_later("alembic_version", exact=True)
+    table = drop_later("alembic_readme")
+    prelude = (
+        "from alembic import context\n"
+        "engine = context.config.attributes['engine']\n"
+        "Base = context.config.attributes['Base']\n"
+    )
+    (tmp_path / "env.py").write_text(prelude + code_block("pandas and Alembic", after="``env.py``"))
+    (tmp_path / "script.py.mako").write_text("")
+    (tmp_path / "versions").mkdir()
+    (tmp_path / "versions" / "rev1.py").write_text(REVISION.format(table=table))
+    config = Config()
+    config.set_main_option("script_location", str(tmp_path))
+    config.attributes.update(engine=eng, Base=ReadmeBase)
+    for _ in range(2):  # the second run reads the version the first wrote (the replicas lack it)
+        command.upgrade(config, "head")
+    assert on_primary("SELECT version_num FROM alembic_version") == "rev1"
     assert on_primary(COLUMNS, "app", table) == 2
