@@ -30,6 +30,8 @@ from .errors import (
 )
 from .failover import Retry
 from .integrations.scoping import RoutingScopedSession, scoped_session
+from .observe import CausalWaits, ReplicaEvent, RouteEvent, Stats, listen, listens_for
+from .observe import remove as remove_listener
 from .session import RoutingSession, UsePrimary, sessionmaker
 from .urls import parse_url_list
 
@@ -78,6 +80,13 @@ __all__ = [
     "ServerReport",
     "UsePrimary",
     "Retry",
+    "Stats",
+    "CausalWaits",
+    "RouteEvent",
+    "ReplicaEvent",
+    "listen",
+    "listens_for",
+    "remove_listener",
     "consistency",
     "ConsistencyScope",
     "merge_tokens",

@@ -20,6 +20,7 @@ from sqlalchemy.util import greenlet_spawn
 
 from .connection import RoutingConnection
 from .engine import RoutingEngine, ServerReport, building_async, create_engine
+from .observe import Stats
 from .session import RoutingSession
 
 if TYPE_CHECKING:
@@ -112,6 +113,10 @@ class AsyncRoutingEngine:
     def status(self) -> list[ServerReport]:
         """The monitor's latest view of every server (no I/O: it reads the last probes)."""
         return self.sync_engine.status()
+
+    def stats(self, reset: bool = False) -> Stats:
+        """What this engine routed (:meth:`rwsplit.RoutingEngine.stats`)."""
+        return self.sync_engine.stats(reset)
 
     def connect(
         self, *, max_lag: float | None = None, read_your_writes: str | None = None, after: str | None = None

@@ -32,6 +32,9 @@ def pin_primary_until(until: float) -> None:
         _pinned_until.set(until)
 
 
+USE_PRIMARY = "use_primary block"  # the reason of reads in a use_primary() block (a hint, not a pin)
+
+
 class ConsistencyState:
     """What one session or connection has done that constrains where its reads may go.
 
@@ -78,7 +81,7 @@ class ConsistencyState:
     def primary_reason(self) -> str | None:
         """Why this session's next read must go to the primary, or None if a replica may serve it."""
         if self.forced:
-            return "use_primary block"
+            return USE_PRIMARY
         if self.tx_on_primary:
             return "transaction wrote or locked on the primary"
         if self.connection_state:

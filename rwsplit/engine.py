@@ -12,6 +12,7 @@ import functools
 import logging
 import os
 import re
+import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
@@ -47,6 +48,7 @@ from .failover import (
 from .flavor import MARIADB, MYSQL, Flavor
 from .gtid import Position
 from .monitor import LAG_SOURCES, Monitor
+from .observe import Observer, Stats
 from .policy import READ_YOUR_WRITES, RoutingPolicy
 from .router import Decision, Router
 from .state import ServerReport
@@ -94,6 +96,7 @@ class RoutingEngine(EngineSurface):
         urls: Mapping[str, str],
         cluster: str,
         primary_reads: Engine,
+        observer: Observer,
     ) -> None:
         self.cluster_id = cluster
         self.primary = primary
@@ -106,6 +109,8 @@ class RoutingEngine(EngineSurface):
         self._urls = dict(urls)
         self._engines: dict[str, Engine] = {PRIMARY: primary, **self._replicas}
         self._disposed = False
+        self._observer = observer
+        monitor.subscribe(observer.snapshot_changed)
 
     @property
     def replica_names(self) -> tuple[str, ...]:
@@ -130,6 +135,19 @@ class RoutingEngine(EngineSurface):
     def engines(self) -> Mapping[str, Engine]:
         """``"primary"`` and each replica name → its SQLAlchemy Engine."""
         return self._engines
+
+    def _lag(self, name: str) -> float | None:
+        """A replica's lag as the monitor last measured it (for the decision log and events)."""
+        replica = self.monitor.snapshot().replica(name)
+        return None if replica is None else replica.lag
+
+    def stats(self, reset: bool = False) -> Stats:
+        """What this engine routed: statements per server, decisions per kind, the share of reads
+        replicas served, causal waits, failovers, fallbacks (see :class:`~rwsplit.observe.Stats`).
+
+        ``reset=True`` returns the counts and starts again from zero.
+        """
+        return self._observer.stats(reset)
 
     def _in_flight(self, name: str) -> int:
         """Connections of that server checked out right now (statements or transactions using it)."""
@@ -195,6 +213,7 @@ class RoutingEngine(EngineSurface):
         """Run a causal decision's bounded wait on its replica; the primary if it is not reached."""
         target, position = decision.target, decision.wait_for
         assert position is not None
+        started = time.perf_counter()
         try:
             reached = self._causal_wait(connect(), position)
         except DBAPIError as exc:
@@ -204,13 +223,20 @@ class RoutingEngine(EngineSurface):
             # the primary serves either way.
             replica_failed(self, state, target, exc, forget)
             reached = False
+        waited = time.perf_counter() - started
+        self._observer.waited(waited, reached)
         if not reached:
             state.drop_replica()
-            return Decision(PRIMARY, "causal: replica did not reach the position in time", fallback=True)
+            return Decision(
+                PRIMARY,
+                f"causal: {target} did not reach the position in {waited * 1000:.0f} ms",
+                fallback=True,
+                kind="fallback",
+            )
         state.confirm(target, position)
         state.advance(position)
         state.use_replica(target)
-        return decision
+        return Decision(target, f"causal: waited {waited * 1000:.0f} ms on {target}", kind="causal")
 
     def connect(
         self, *, max_lag: float | None = None, read_your_writes: str | None = None, after: str | None = None
@@ -352,6 +378,7 @@ def create_engine(
     read_only_functions: Iterable[str] = (),
     retry: Retry | None = None,
     cluster: str | None = None,
+    log_statements: bool = False,
     **engine_kwargs: Any,
 ) -> RoutingEngine:
     """Build a routing engine: writes to ``url`` (the primary), lag-bounded reads to ``replicas``.
@@ -380,6 +407,8 @@ def create_engine(
     ``retry``: a :class:`~rwsplit.Retry` bounding replica read retries and primary connects.
     ``cluster``: the cluster's name in consistency tokens (default: the primary's
     ``host:port/database``); engines with the same name accept each other's tokens.
+    ``log_statements``: the decision log (logger ``rwsplit.route`` at DEBUG) also shows each
+    statement's text, truncated (default False: never parameters, text only when asked).
     ``**engine_kwargs``: passed to :func:`sqlalchemy.create_engine` for every server (pool sizes,
     ``connect_args``, TLS …); replicas always run in ``AUTOCOMMIT``.
     """
@@ -473,7 +502,12 @@ def create_engine(
         **{n: mask_url(u) for n, u in zip(names, replica_urls, strict=True)},
     }
     router = Router(policy, monitor, chosen, functools.partial(checked_out, replica_engines))
-    engine = RoutingEngine(primary, replica_engines, monitor, router, urls, token_cluster, primary_reads)
+    if not isinstance(log_statements, bool):
+        raise TypeError(f"log_statements must be True or False, got {type(log_statements).__name__}")
+    observer = Observer(policy.max_lag, log_statements=log_statements)
+    engine = RoutingEngine(
+        primary, replica_engines, monitor, router, urls, token_cluster, primary_reads, observer
+    )
     _ENGINES.add(engine)
     monitor.start(wait=True)
     log.info("routing engine started: %r", engine)

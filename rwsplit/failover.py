@@ -254,7 +254,10 @@ def _replica_out(
     target = last_target()
     if target is None or target == PRIMARY or not is_connection_error(exc):
         return False
-    return replica_failed(engine, state, target, exc, forget)
+    out = replica_failed(engine, state, target, exc, forget)
+    if out:
+        engine._observer.failed_over(target, describe_error(exc))
+    return out
 
 
 def recover_read(

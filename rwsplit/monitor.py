@@ -64,6 +64,7 @@ class Monitor:
         self._replica_names = tuple(r.name for r in replicas)
         self._connect_checks = dict(connect_checks or {})
         self._warned_writable: set[str] = set()
+        self._subscribers: list[Callable[[Snapshot, Snapshot], None]] = []  # kept across restarts
         self._pid: int | None = None  # the process whose probe threads run; None: not running
         self._reset()
         _MONITORS.add(self)
@@ -179,8 +180,10 @@ class Monitor:
             if fresh_connection and name in self._connect_checks:
                 self._fresh_required.add(name)
             self._states[name] = replace(state, reachable=False, tripped=True, error=error, healthy_probes=0)
-            self._snapshot = self._build_snapshot()
+            old, new = self._snapshot, self._build_snapshot()
+            self._snapshot = new
         log.warning("%s marked down after a failed read: %s", name, error)
+        self._changed(old, new)
 
     def _trip_count(self, name: str, now: float) -> int:
         """Trips still remembered: one is forgotten per ``_TRIP_MEMORY`` seconds without another."""
@@ -195,6 +198,17 @@ class Monitor:
             by_name={r.name: r for r in replicas},
             stale_after=self.stale_after,
         )
+
+    def subscribe(self, fn: Callable[[Snapshot, Snapshot], None]) -> None:
+        """Call ``fn(old, new)`` after each published change (from the probe thread that made it)."""
+        self._subscribers.append(fn)
+
+    def _changed(self, old: Snapshot, new: Snapshot) -> None:
+        for fn in self._subscribers:
+            try:
+                fn(old, new)
+            except Exception:  # a subscriber's failure must not end a probe thread
+                log.exception("monitor subscriber %r failed", fn)
 
     def _publish(self, state: ServerState, started: float | None = None) -> None:
         with self._publish_lock:
@@ -212,7 +226,9 @@ class Monitor:
             if old.reachable != state.reachable and not state.tripped:
                 log.info("%s is %s", name, "reachable" if state.reachable else f"down: {state.error}")
             self._states[name] = state
-            self._snapshot = self._build_snapshot()
+            previous, new = self._snapshot, self._build_snapshot()
+            self._snapshot = new
+        self._changed(previous, new)
 
     # ------------------------------------------------------------------ probing
     def _run(self, name: str, stop: threading.Event) -> None:

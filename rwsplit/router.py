@@ -13,7 +13,7 @@ from typing import Any
 from ._validate import check_seconds
 from .balancer import Balancer
 from .classifier import PRIMARY, Server, classify, server_floor
-from .consistency_state import ConsistencyState
+from .consistency_state import USE_PRIMARY, ConsistencyState
 from .errors import NoReplicaAvailable
 from .failover import RETRIED_ON_PRIMARY
 from .gtid import Position
@@ -42,6 +42,7 @@ class Decision:
     wait_for: Position | None = None
     effect: str = "read"
     fallback: bool = False
+    kind: str = "read"  # for counters and metrics: one of rwsplit.observe.KINDS
 
     @property
     def on_primary(self) -> bool:
@@ -49,7 +50,7 @@ class Decision:
 
 
 # A read the app declared may write (a view or trigger calling a writing function).
-_DECLARED_WRITE = Decision(PRIMARY, "rwsplit_route='write' option", writes=True, effect="write")
+_DECLARED_WRITE = Decision(PRIMARY, "rwsplit_route='write' option", writes=True, effect="write", kind="write")
 
 
 class Router:
@@ -91,7 +92,7 @@ class Router:
             self._server = (versions, server)
         route = classify(statement, read_only_functions=self.policy.read_only_functions, server=server)
         if route.target == PRIMARY:
-            return Decision(PRIMARY, route.reason, writes=True, effect=route.effect)
+            return Decision(PRIMARY, route.reason, writes=True, effect=route.effect, kind=route.effect)
         if options and options.get("rwsplit_route") == "write":
             return _DECLARED_WRITE
         return self.read_target(state, options, hint, route.reason)
@@ -109,17 +110,18 @@ class Router:
             route = options.get("rwsplit_route")
             if route is not None:
                 if route == PRIMARY:
-                    return Decision(PRIMARY, "rwsplit_route='primary' option")
+                    return Decision(PRIMARY, "rwsplit_route='primary' option", kind="hint")
                 if route != "write":
                     raise ValueError(f"rwsplit_route must be 'primary' or 'write', got {route!r}")
             looser = options.get("rwsplit_max_lag")
             if looser is not None:
                 max_lag = check_seconds("rwsplit_max_lag", looser)
         if hint is not None:
-            return Decision(PRIMARY, hint, fallback=hint == RETRIED_ON_PRIMARY)
+            retried = hint == RETRIED_ON_PRIMARY
+            return Decision(PRIMARY, hint, fallback=retried, kind="retry" if retried else "hint")
         pinned = state.primary_reason()
         if pinned is not None:
-            return Decision(PRIMARY, pinned)
+            return Decision(PRIMARY, pinned, kind="hint" if pinned == USE_PRIMARY else "pinned")
         if state.mode == "causal" or state.position:  # a token given to any session is honoured
             return self.causal_replica(state, max_lag, state.required(), reason)
         return self.pick_replica(state, max_lag, reason)
@@ -152,7 +154,7 @@ class Router:
                 state.advance(observed)
             return self._replica_decision(choice, reason)
         best = min(candidates, key=lambda r: _likely_first(r, required)).name
-        return Decision(best, "causal: wait for the session's position", wait_for=required)
+        return Decision(best, "causal: wait for the session's position", wait_for=required, kind="causal")
 
     def pick_replica(self, state: ConsistencyState, max_lag: float, reason: str) -> Decision:
         """An eligible replica (the session's own if still eligible), else the fallback.
@@ -172,7 +174,7 @@ class Router:
             if floor:
                 replicas = [r for r in replicas if r.position.covers(floor)]
                 if not replicas:
-                    return Decision(PRIMARY, _BEHIND_READ, fallback=True)
+                    return Decision(PRIMARY, _BEHIND_READ, fallback=True, kind="fallback")
         choice = self._balance([r.name for r in replicas])
         state.use_replica(choice)
         return self._replica_decision(choice, reason)
@@ -182,7 +184,7 @@ class Router:
             raise NoReplicaAvailable(
                 f"no replica within max_lag={max_lag:g}s is reachable (fallback='error')"
             )
-        return Decision(PRIMARY, f"no eligible replica within {max_lag:g}s", fallback=True)
+        return Decision(PRIMARY, f"no eligible replica within {max_lag:g}s", fallback=True, kind="fallback")
 
     def _balance(self, names: list[str]) -> str:
         in_flight = {name: self._in_flight(name) for name in names}

@@ -25,11 +25,16 @@ from .classifier import PRIMARY
 from .connection import RoutingConnection
 from .engine import RoutingEngine
 from .failover import recover_read
+from .router import Decision
 
 __all__ = ["RoutingSession", "sessionmaker", "UsePrimary"]
 
 _O = TypeVar("_O", bound=object)
 _S = TypeVar("_S", bound="RoutingSession")
+
+
+_FLUSH = Decision(PRIMARY, "write: flush", writes=True, effect="write", kind="write")
+_CONNECTION = Decision(PRIMARY, "session.connection(): unknown statements", writes=True, kind="write")
 
 
 class UsePrimary(UserDefinedOption):
@@ -103,8 +108,10 @@ class RoutingSession(Session):
         if clause is None or flushing:
             if flushing or mapper is not None:  # a flush or a bulk_* operation writes
                 state.wrote()
+                engine._observer.routed(_FLUSH, None, engine._lag)
             else:  # get_bind() without a statement: the transaction stays on the primary
                 state.bind_transaction()
+                engine._observer.routed(_CONNECTION, None, engine._lag)
             self._rwsplit_target = PRIMARY
             return engine.primary
         options, hint = self._rwsplit_call
@@ -122,6 +129,7 @@ class RoutingSession(Session):
                 lambda _: _forget_connection(self, replica),
             )
         target = self._rwsplit_target = decision.target
+        engine._observer.routed(decision, clause, engine._lag)
         if target != PRIMARY:
             return self._rwsplit_engines[target]
         return engine._bind_for(decision, state)
