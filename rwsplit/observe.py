@@ -86,8 +86,8 @@ class CausalWaits:
 class Stats:
     """What an engine routed since it started (or since ``stats(reset=True)``).
 
-    ``statements``: routing decisions per server (a flush counts once: all its statements go to
-    the primary). ``kinds``: decisions per kind (:data:`KINDS`). ``reads``/``replica_reads``: reads,
+    ``statements``: routing decisions per server: one per statement the application runs; a
+    flush, whose statements all go to the primary, counts once per connection the ORM asks for. ``kinds``: decisions per kind (:data:`KINDS`). ``reads``/``replica_reads``: reads,
     and those a replica served; ``offload`` is their ratio (None before the first read).
     ``failovers``: reads retried elsewhere after their replica failed; ``fallbacks``: reads meant
     for a replica that ran on the primary. ``replicas_out``/``replicas_readmitted``: replicas
