@@ -172,7 +172,7 @@ def test_route_events_and_listener_errors(make_engine: Make, caplog: pytest.LogC
 
 
 def test_replica_events_and_failover_counts(sandbox: Sandbox, make_engine: Make) -> None:
-    engine = make_engine()
+    engine = make_engine(monitor_interval=1.0)  # the read, not a probe, finds the replica dead
     events: list[rwsplit.ReplicaEvent] = []
     for name in ("replica_down", "replica_up"):
         rwsplit.listen(engine, name, events.append)
