@@ -9,20 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import pymysql
 from sqlalchemy.engine import URL, Connection, Engine
 
 from .compat import wrap_dialect
 from .state import ServerSpec
 from .urls import mask_url
-
-
-def bounded_connect_args(engine_kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """PyMySQL waits forever on a server that stopped answering; rwsplit bounds every wait."""
-    args = dict(engine_kwargs.get("connect_args") or {})
-    args.setdefault("connect_timeout", 2)
-    args.setdefault("read_timeout", 60)
-    args.setdefault("write_timeout", 60)
-    return args
 
 
 def no_transaction_control(engine: Engine) -> None:
@@ -56,12 +48,40 @@ def no_transaction_control(engine: Engine) -> None:
 
 
 def fresh_connection_check(engine: Engine, connect_args: Mapping[str, Any]) -> Callable[[], None]:
-    """Open and close one new DBAPI connection as ``engine`` would (same URL and connect_args)."""
+    """Open and close one new DBAPI connection as ``engine`` would (same URL and connect_args).
+
+    The monitor calls it from its own thread. An async driver can only connect inside the
+    app's event loop, so for an async engine the check opens a PyMySQL connection with the same
+    host, port or socket, account, database and TLS settings instead.
+    """
+    if engine.dialect.is_async:
+        return _pymysql_check(engine.url, connect_args)
 
     def check() -> None:
         cargs, cparams = engine.dialect.create_connect_args(engine.url)
         conn = engine.dialect.connect(*cargs, **{**cparams, **connect_args})
         conn.close()
+
+    return check
+
+
+def _pymysql_check(url: URL, connect_args: Mapping[str, Any]) -> Callable[[], None]:
+    """A new PyMySQL connection to the server and account of ``url`` (an async engine's)."""
+    socket = url.query.get("unix_socket")
+    params: dict[str, Any] = {
+        "host": url.host or "localhost",
+        "port": int(url.port or 3306),
+        "unix_socket": socket if isinstance(socket, str) else None,
+        "user": url.username or "",
+        "password": url.password or "",
+        "database": url.database or None,
+        "connect_timeout": connect_args.get("connect_timeout", 2),
+    }
+    if connect_args.get("ssl") is not None:
+        params["ssl"] = connect_args["ssl"]
+
+    def check() -> None:
+        pymysql.connect(**params).close()
 
     return check
 
@@ -100,20 +120,3 @@ def log_names(engine_kwargs: Mapping[str, Any], server: str) -> dict[str, str]:
         key: f"{engine_kwargs[key]}.{server}" if engine_kwargs.get(key) else server
         for key in ("logging_name", "pool_logging_name")
     }
-
-
-_ASYNC_DRIVERS = frozenset({"asyncmy", "aiomysql"})
-
-
-def refuse_async(url: URL, what: str) -> None:
-    """Async drivers fail only at the first query inside a sync engine: refuse them up front."""
-    driver = url.get_driver_name()
-    try:
-        is_async = driver in _ASYNC_DRIVERS or bool(getattr(url.get_dialect(), "is_async", False))
-    except Exception:  # an unknown driver: sqlalchemy.create_engine names it
-        is_async = False
-    if is_async:
-        raise ValueError(
-            f"{what} uses the async driver {driver!r}: async engines are not supported yet; "
-            f"use mysql+pymysql://… (or mariadb+pymysql://…)"
-        )

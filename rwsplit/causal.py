@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from .compat import wrap_dialect
-from .flavor import MARIADB, Flavor, flavor_named, flavor_of
+from .flavor import MARIADB, MYSQL, Flavor, flavor_named
 from .gtid import Position
 
 __all__ = [
@@ -200,9 +200,11 @@ def current_scope() -> ConsistencyScope | None:
 def install_commit_capture(engine: Engine) -> None:
     """After a COMMIT that asked for it, read the commit's GTID on the same connection.
 
-    The server's flavour says which variable holds it. Only commits of causal sessions ask
-    (:func:`request_capture`), so other sessions pay nothing.
+    The server's flavour (the dialect's ``is_mariadb``, known once it connected: any driver)
+    says which variable holds it. Only commits of causal sessions ask (:func:`request_capture`),
+    so other sessions pay nothing.
     """
+    dialect = engine.dialect
 
     def capturing(original: Callable[[Any], None]) -> Callable[[Any], None]:
         def do_commit(dbapi_connection: Any) -> None:
@@ -210,7 +212,7 @@ def install_commit_capture(engine: Engine) -> None:
             if not _capture_requested.get():
                 return
             _capture_requested.set(False)
-            sql = flavor_of(dbapi_connection.get_server_info()).commit_position_sql
+            sql = (MARIADB if getattr(dialect, "is_mariadb", False) else MYSQL).commit_position_sql
             cursor = dbapi_connection.cursor()
             try:
                 cursor.execute(sql)

@@ -24,18 +24,17 @@ from sqlalchemy.exc import DBAPIError
 from ._validate import check_choice, check_seconds
 from .balancer import Balancer, WeightedBalancer, resolve_balancer
 from .build import (
-    bounded_connect_args,
     checked_out,
     fresh_connection_check,
     log_names,
     no_transaction_control,
-    refuse_async,
     server_spec,
 )
 from .causal import decode_token, encode_token, install_commit_capture
 from .classifier import PRIMARY
 from .connection import RoutingConnection
 from .consistency_state import ConsistencyState
+from .drivers import bounded_connect_args, driver_of, error_number
 from .engine_surface import EngineSurface
 from .failover import (
     Retry,
@@ -60,6 +59,12 @@ log = logging.getLogger("rwsplit")
 _ASYNC: ContextVar[bool] = ContextVar("rwsplit_building_async", default=False)
 _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")
 _ENGINES: weakref.WeakSet[RoutingEngine] = weakref.WeakSet()
+
+
+@functools.lru_cache(maxsize=4)
+def _wait_statement(sql: str) -> sa.TextClause:
+    """The causal wait as a ``text()`` with bound parameters: each dialect renders its paramstyle."""
+    return sa.text(sql)
 
 
 def _after_fork_in_child() -> None:
@@ -168,14 +173,14 @@ class RoutingEngine(EngineSurface):
 
     def _causal_wait(self, connection: Connection, position: Position) -> bool:
         """Wait (at most ``causal_timeout``) on a replica connection until it applied ``position``."""
-        sql = self._flavor.wait_sql()
-        result = connection.exec_driver_sql(sql, (str(position), self.policy.causal_timeout)).scalar()
-        return result == 0
+        wait = _wait_statement(self._flavor.wait_sql(":position", ":timeout"))
+        params = {"position": str(position), "timeout": self.policy.causal_timeout}
+        return connection.execute(wait, params).scalar() == 0
 
     def _report_replica_failure(self, name: str, exc: BaseException) -> None:
         orig = getattr(exc, "orig", exc)
         if at_connect(exc):
-            errno = orig.args[0] if getattr(orig, "args", None) else type(orig).__name__
+            errno = error_number(orig) or type(orig).__name__
             self.monitor.mark_down(name, f"new connection refused ({errno})", fresh_connection=True)
         else:
             self.monitor.mark_down(name, f"read failed: {type(orig).__name__}")
@@ -385,10 +390,10 @@ def create_engine(
     primary_url, replica_urls = coerce_servers(
         url, list(replicas), primary_label="the primary", replica_label="replica"
     )
-    if not _ASYNC.get():
-        refuse_async(primary_url, "the primary")
-        for i, replica_url in enumerate(replica_urls):
-            refuse_async(replica_url, f"replica #{i + 1}")
+    is_async = _ASYNC.get()
+    driver = driver_of(primary_url, "the primary", is_async=is_async)
+    for i, replica_url in enumerate(replica_urls):
+        driver_of(replica_url, f"replica #{i + 1}", is_async=is_async)
     if isinstance(read_only_functions, str):
         raise TypeError("read_only_functions must be a list of function names, not a single string")
     token_cluster = cluster_key(cluster, primary_url)
@@ -424,10 +429,7 @@ def create_engine(
     if isinstance(chosen, WeightedBalancer) and weights is None:
         raise ValueError("balancer='weighted' needs weights={'replica1': 2, …}")
 
-    connect_args = bounded_connect_args(engine_kwargs)
-    if _ASYNC.get():
-        connect_args.pop("read_timeout", None)
-        connect_args.pop("write_timeout", None)
+    connect_args = bounded_connect_args(driver, engine_kwargs)
     ssl = monitor_ssl if monitor_ssl is not None else connect_args.get("ssl")
     kwargs = {"pool_pre_ping": True, **engine_kwargs, "connect_args": connect_args}
     for key in ("logging_name", "pool_logging_name"):  # each server's engine gets its own (log_names)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import pymysql
+from .drivers import error_message, error_number
 
 
 class RwsplitError(Exception):
@@ -28,11 +26,9 @@ class NoReplicaAvailable(RwsplitError):
 
 
 def describe_error(exc: BaseException) -> str:
-    """One line (at most 300 characters) for an error message: ``(code) message`` for a server error."""
+    """One line (at most 300 characters) for an error message: ``(code) message`` for a driver error
+    with a MySQL error number (any driver), else ``Type: message``."""
     orig = getattr(exc, "orig", None) or exc  # a SQLAlchemy DBAPIError wraps the driver's error
-    args: tuple[Any, ...] = getattr(orig, "args", ())
-    if isinstance(orig, pymysql.MySQLError) and len(args) >= 2:
-        text = f"({args[0]}) {args[1]}"
-    else:
-        text = f"{type(orig).__name__}: {orig}"
+    number = error_number(orig)
+    text = f"({number}) {error_message(orig)}" if number is not None else f"{type(orig).__name__}: {orig}"
     return text.splitlines()[0][:300]

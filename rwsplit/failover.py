@@ -6,6 +6,7 @@ and the loops that apply it (replica reads tried elsewhere, primary connects wit
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 import weakref
@@ -13,16 +14,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import pymysql
 import tenacity
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.util import await_only
 
 from ._validate import check_count, check_seconds
 from .classifier import PRIMARY
 from .compat import wrap_dialect
-from .errors import PrimaryUnavailable
+from .drivers import error_message, error_number
+from .errors import PrimaryUnavailable, describe_error
 
 if TYPE_CHECKING:
     from .consistency_state import ConsistencyState
@@ -33,8 +35,12 @@ __all__ = ["Retry", "is_connection_error"]
 
 RETRIED_ON_PRIMARY = "replica read failed; retried on the primary"  # the hint of the last retry
 
-_CONNECTION_ERRNOS = frozenset({1053, 1927, 2003, 2006, 2013, 2055})
+# Server shutdown, connection killed, can't connect (socket/TCP), server gone, lost connection,
+# lost connection reading, disconnected for inactivity (MySQL 8).
+_CONNECTION_ERRNOS = frozenset({1053, 1927, 2002, 2003, 2006, 2013, 2055, 4031})
+_LOST_CONNECTION = 2013  # CR_SERVER_LOST: also what every driver raises when read_timeout expires
 _AT_CONNECT = "_rwsplit_at_connect"  # set on a driver error raised while opening a replica connection
+_ELAPSED = "_rwsplit_elapsed"  # set on a driver error raised by a replica statement: its seconds
 _READ_TIMEOUTS: weakref.WeakKeyDictionary[Engine, float] = weakref.WeakKeyDictionary()
 
 
@@ -65,9 +71,11 @@ class Retry:
         check_seconds("Retry.max_backoff", self.max_backoff)
         check_seconds("Retry.primary_timeout", self.primary_timeout, allow_zero=False)
 
-    def _primary_connects(self) -> tenacity.Retrying:
-        """Connection errors of a new primary connection, retried with bounded exponential backoff."""
+    def _primary_connects(self, sleep: Callable[[float], None] = time.sleep) -> tenacity.Retrying:
+        """Connection errors of a new primary connection, retried with bounded exponential backoff
+        (``sleep`` waits between attempts)."""
         return tenacity.Retrying(
+            sleep=sleep,
             stop=tenacity.stop_after_attempt(self.primary_attempts)
             | tenacity.stop_after_delay(self.primary_timeout),
             wait=tenacity.wait_exponential(multiplier=self.backoff, max=self.max_backoff),
@@ -91,10 +99,12 @@ class _ReplicaReadFailed(Exception):
 
 # ------------------------------------------------------------------ error classification
 def is_connection_error(exc: BaseException) -> bool:
-    """True for errors that say the connection failed (not the statement).
+    """True for errors that say the connection failed (not the statement), whatever the driver.
 
     Any error while opening a replica connection counts (refused, too many connections, access
-    denied …): no statement ran, so the read may go elsewhere.
+    denied …): no statement ran, so the read may go elsewhere. Otherwise: SQLAlchemy saw a
+    disconnect, the driver raised an ``InterfaceError`` (MariaDB Connector/Python's lost
+    connection), a connection error number, or a socket error or timeout.
     """
     if isinstance(exc, DBAPIError):
         if exc.connection_invalidated:
@@ -103,11 +113,11 @@ def is_connection_error(exc: BaseException) -> bool:
             exc = exc.orig
     if getattr(exc, _AT_CONNECT, False):
         return True
-    if isinstance(exc, pymysql.err.InterfaceError):
+    if any(cls.__name__ == "InterfaceError" for cls in type(exc).__mro__):
         return True
-    if isinstance(exc, pymysql.err.OperationalError) and exc.args:
-        return exc.args[0] in _CONNECTION_ERRNOS
-    return isinstance(exc, (ConnectionError, TimeoutError))
+    if error_number(exc) in _CONNECTION_ERRNOS:
+        return True
+    return isinstance(exc, (OSError, asyncio.TimeoutError))
 
 
 def at_connect(exc: BaseException) -> bool:
@@ -115,30 +125,43 @@ def at_connect(exc: BaseException) -> bool:
     return bool(getattr(getattr(exc, "orig", exc), _AT_CONNECT, False))
 
 
-def _timed_out(exc: BaseException) -> bool:
-    """A statement ran past ``read_timeout``/``write_timeout`` (errno 2013 "... (timed out)")."""
-    orig = getattr(exc, "orig", exc)
-    args: tuple[Any, ...] = getattr(orig, "args", ())
-    return len(args) >= 2 and args[0] == 2013 and "timed out" in str(args[1])
+def _timed_out(exc: BaseException, read_timeout: float) -> bool:
+    """A statement ran past ``read_timeout`` (errno 2013, lost connection).
+
+    PyMySQL says "(timed out)" and asyncmy "(read timeout)"; MySQLdb and MariaDB Connector/Python
+    raise the same 2013 as for a killed server, told apart by how long the statement ran
+    (recorded by :func:`mark_connect_errors`).
+    """
+    orig = getattr(exc, "orig", None) or exc
+    if error_number(orig) != _LOST_CONNECTION:
+        return False
+    message = error_message(orig)
+    if "timed out" in message or "read timeout" in message:
+        return True
+    elapsed = getattr(orig, _ELAPSED, None)
+    return isinstance(elapsed, float) and elapsed >= 0.9 * read_timeout
 
 
 def _slow_statement(monitor: Monitor, replica: Engine, name: str, exc: BaseException) -> bool:
     """A timed-out read on a replica the monitor probed fine after the read began: the statement
     was slow (the caller's error), the server is alive. A frozen server fails its probes."""
-    if not _timed_out(exc):
+    read_timeout = _READ_TIMEOUTS.get(replica, 60.0)
+    if not _timed_out(exc, read_timeout):
         return False
     state = monitor.snapshot().replica(name)
     if state is None or not state.reachable or state.tripped or state.measured_at is None:
         return False
-    return state.measured_at > time.time() - _READ_TIMEOUTS.get(replica, 60.0)
+    return state.measured_at > time.time() - read_timeout
 
 
 def mark_connect_errors(engine: Engine, read_timeout: float) -> None:
-    """Errors while opening a replica connection are marked, whatever the driver raises.
+    """Errors while opening a replica connection are marked, whatever the driver raises; errors
+    of its statements carry how long the statement ran.
 
-    The dialect's own ``connect`` is wrapped (not a ``do_connect`` listener): an event listener
-    would make SQLAlchemy dispatch dialect events on every statement of that engine.
-    ``read_timeout`` tells a slow statement from a dead server (:func:`_slow_statement`).
+    The dialect's own ``connect``/``do_execute`` are wrapped (not ``do_connect``/``do_execute``
+    listeners): an event listener would make SQLAlchemy dispatch dialect events on every
+    statement of that engine. ``read_timeout`` (the driver's, 60 s when it has none) tells a
+    slow statement from a dead server (:func:`_slow_statement`).
     """
 
     def marking(connect: Callable[..., Any]) -> Callable[..., Any]:
@@ -152,27 +175,52 @@ def mark_connect_errors(engine: Engine, read_timeout: float) -> None:
 
         return marked_connect
 
+    def timing(execute: Callable[..., Any]) -> Callable[..., Any]:
+        def timed_execute(*args: Any, **kwargs: Any) -> Any:
+            started = time.monotonic()
+            try:
+                return execute(*args, **kwargs)
+            except Exception as exc:
+                with contextlib.suppress(AttributeError, TypeError):
+                    setattr(exc, _ELAPSED, time.monotonic() - started)
+                raise
+
+        return timed_execute
+
     wrap_dialect(engine, "connect", marking)
+    for name in ("do_execute", "do_execute_no_params"):
+        wrap_dialect(engine, name, timing)
     _READ_TIMEOUTS[engine] = read_timeout
 
 
 # ------------------------------------------------------------------ retry loops
+def _event_loop_sleep(seconds: float) -> None:
+    """Sleep without blocking the event loop: an async dialect connects inside SQLAlchemy's
+    greenlet, which may await the loop."""
+    await_only(asyncio.sleep(seconds))
+
+
 def retrying_connect(engine: Engine, retry: Retry, masked: str) -> None:
-    """New primary connections retry connection errors with bounded backoff, then PrimaryUnavailable."""
+    """New primary connections retry connection errors with bounded backoff, then PrimaryUnavailable.
+
+    For an async dialect (``engine`` is then an ``AsyncEngine``'s ``sync_engine``) the backoff
+    awaits ``asyncio.sleep``: ``time.sleep`` would stop every task of the event loop.
+    """
+    sleep = _event_loop_sleep if engine.dialect.is_async else time.sleep
 
     @event.listens_for(engine, "do_connect")
     def _connect(dialect: Any, conn_rec: Any, cargs: Any, cparams: Any) -> Any:
         started = time.monotonic()
-        retrying = retry._primary_connects()
+        retrying = retry._primary_connects(sleep)
         try:
             return retrying(dialect.connect, *cargs, **cparams)
-        except pymysql.MySQLError as exc:
+        except Exception as exc:
             if not is_connection_error(exc):
                 raise
             attempts = retrying.statistics.get("attempt_number", 1)
             raise PrimaryUnavailable(
                 f"primary {masked} unreachable after {attempts} attempts in "
-                f"{time.monotonic() - started:.1f} s: {exc.args[-1] if exc.args else exc}"
+                f"{time.monotonic() - started:.1f} s: {describe_error(exc)}"
             ) from None
 
 

@@ -44,9 +44,13 @@ class Flavor:
             return parse_mariadb(text)
         return parse_mysql(text, contiguous=role == "replica")
 
-    def wait_sql(self) -> str:
-        """``SELECT f(%s, %s)``: wait up to a timeout for a position; 0 when it was reached."""
-        return f"SELECT {self.wait_function}(%s, %s)"
+    def wait_sql(self, position: str = "%s", timeout: str = "%s") -> str:
+        """``SELECT f(position, timeout)``: wait up to a timeout for a position; 0 when it was reached.
+
+        The arguments are the placeholders: ``%s`` for a PyMySQL cursor (the default), bind
+        names (``":position"``) for a ``sqlalchemy.text()`` that any driver's dialect compiles.
+        """
+        return f"SELECT {self.wait_function}({position}, {timeout})"
 
     def admin(self, statement: str) -> str:
         """A replication admin statement written the MariaDB way (``STOP SLAVE`` …) in this flavour."""

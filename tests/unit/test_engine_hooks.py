@@ -1,5 +1,6 @@
-"""The engine surface without a server: async URLs refused up front, per-server logging names, and the
-SQLAlchemy hooks it relies on (``_inspects``, ``Engine._run_ddl_visitor``) still exist."""
+"""The engine surface without a server: async and unsupported drivers refused up front, per-server
+logging names, and the SQLAlchemy hooks it relies on (``_inspects``, ``Engine._run_ddl_visitor``)
+still exist."""
 
 from __future__ import annotations
 
@@ -23,10 +24,24 @@ SYNC = f"mysql+pymysql://app:{PW}@127.0.0.1:1/app"
 def test_async_urls_are_refused_at_create_engine(driver: str, where: str) -> None:
     url = f"{driver}://app:{PW}@127.0.0.1:9/app"
     primary, replicas = (url, [SYNC]) if where == "primary" else (SYNC, [url])
-    with pytest.raises(ValueError, match="not supported yet") as err:
+    with pytest.raises(ValueError, match=r"use rwsplit\.create_async_engine") as err:
         rwsplit.create_engine(primary, replicas=replicas)
     message = str(err.value)
-    assert "mysql+pymysql" in message and driver.split("+")[1] in message
+    assert repr(driver.split("+")[1]) in message and "'pymysql'" in message
+    assert ("the primary" if where == "primary" else "replica #1") in message
+    assert PW not in message
+
+
+@pytest.mark.parametrize("driver", ["mysql+mysqlconnector", "mysql+cymysql", "mariadb+pyodbc"])
+@pytest.mark.parametrize("where", ["primary", "replica"])
+def test_unsupported_drivers_are_refused_at_create_engine(driver: str, where: str) -> None:
+    url = f"{driver}://app:{PW}@127.0.0.1:9/app"
+    primary, replicas = (url, [SYNC]) if where == "primary" else (SYNC, [url])
+    with pytest.raises(ValueError, match="does not support") as err:
+        rwsplit.create_engine(primary, replicas=replicas)
+    message = str(err.value)
+    assert repr(driver.split("+")[1]) in message
+    assert all(repr(d) in message for d in ("pymysql", "mysqldb", "mariadbconnector"))
     assert ("the primary" if where == "primary" else "replica #1") in message
     assert PW not in message
 

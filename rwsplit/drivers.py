@@ -1,0 +1,112 @@
+"""What differs between the DBAPI drivers rwsplit supports: names, timeouts, error numbers.
+
+Every driver-specific detail lives here, so that routing, failover and causal reads work the
+same on PyMySQL, mysqlclient (MySQLdb), MariaDB Connector/Python, asyncmy and aiomysql.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.engine import URL
+
+__all__ = ["Driver", "DRIVERS", "driver_of", "bounded_connect_args", "error_number", "error_message"]
+
+# The waits rwsplit bounds by default (seconds), set under the names a driver's connect() takes.
+DEFAULT_TIMEOUTS: Mapping[str, float] = {"connect_timeout": 2, "read_timeout": 60, "write_timeout": 60}
+_ALL_TIMEOUTS = ("connect_timeout", "read_timeout", "write_timeout")
+
+
+@dataclass(frozen=True)
+class Driver:
+    """One supported DBAPI driver: its SQLAlchemy name, mode, timeout keywords and pip package."""
+
+    name: str  # as in mysql+<name>://
+    is_async: bool
+    timeouts: tuple[str, ...]  # which of connect/read/write_timeout its connect() accepts
+    package: str  # what pip installs
+
+
+DRIVERS: Mapping[str, Driver] = {
+    d.name: d
+    for d in (
+        Driver("pymysql", False, _ALL_TIMEOUTS, "PyMySQL"),
+        Driver("mysqldb", False, _ALL_TIMEOUTS, "mysqlclient"),
+        Driver("mariadbconnector", False, _ALL_TIMEOUTS, "mariadb"),
+        Driver("asyncmy", True, ("connect_timeout", "read_timeout"), "asyncmy"),
+        Driver("aiomysql", True, ("connect_timeout",), "aiomysql"),
+    )
+}
+
+_DEFAULT_DRIVER = "mysqldb"  # SQLAlchemy's driver for a plain mysql:// or mariadb:// URL
+
+
+def _names(is_async: bool) -> str:
+    return ", ".join(repr(d.name) for d in DRIVERS.values() if d.is_async == is_async)
+
+
+def driver_of(url: URL, what: str, *, is_async: bool) -> Driver:
+    """The driver of ``url``; ``ValueError`` naming ``what`` for one this factory cannot use.
+
+    Checked when the engine is built: an unsupported or wrong-mode driver would otherwise
+    fail only at the first query. Messages name the driver, never the URL (or its password).
+    """
+    name = url.drivername.partition("+")[2] or _DEFAULT_DRIVER
+    driver = DRIVERS.get(name)
+    factory = "rwsplit.create_async_engine" if is_async else "rwsplit.create_engine"
+    if driver is None:
+        raise ValueError(
+            f"{what} uses the driver {name!r}, which rwsplit does not support; "
+            f"{factory} supports {_names(is_async)} (e.g. mysql+{'asyncmy' if is_async else 'pymysql'}://…)"
+        )
+    if driver.is_async and not is_async:
+        raise ValueError(
+            f"{what} uses the async driver {name!r}: use rwsplit.create_async_engine for it, "
+            f"or a sync driver ({_names(False)}) with rwsplit.create_engine"
+        )
+    if not driver.is_async and is_async:
+        raise ValueError(
+            f"{what} uses the sync driver {name!r}: use rwsplit.create_engine for it, "
+            f"or an async driver ({_names(True)}) with rwsplit.create_async_engine"
+        )
+    return driver
+
+
+def bounded_connect_args(driver: Driver, engine_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """``connect_args`` with rwsplit's default timeouts added under the names ``driver`` accepts.
+
+    Drivers wait forever on a server that stopped answering unless told otherwise; a timeout
+    the driver does not know would make every connect fail, so only its own are set.
+    """
+    args = dict(engine_kwargs.get("connect_args") or {})
+    for key in driver.timeouts:
+        args.setdefault(key, DEFAULT_TIMEOUTS[key])
+    return args
+
+
+def error_number(exc: BaseException) -> int | None:
+    """The MySQL error number of a driver error (or of a SQLAlchemy error wrapping one).
+
+    PyMySQL, MySQLdb, asyncmy and aiomysql put it in ``args[0]``; MariaDB Connector/Python in
+    ``errno``. None for other errors (an ``OSError``'s errno is not a MySQL number).
+    """
+    orig = getattr(exc, "orig", None) or exc
+    if isinstance(orig, OSError) or type(orig).__module__ == "builtins":
+        return None
+    errno = getattr(orig, "errno", None)
+    if isinstance(errno, int) and not isinstance(errno, bool):
+        return errno
+    args: tuple[Any, ...] = getattr(orig, "args", ())
+    if args and isinstance(args[0], int) and not isinstance(args[0], bool):
+        return args[0]
+    return None
+
+
+def error_message(exc: BaseException) -> str:
+    """A driver error's message without its number (``args[1]``, or MariaDB's ``args[0]``)."""
+    orig = getattr(exc, "orig", None) or exc
+    args: tuple[Any, ...] = getattr(orig, "args", ())
+    texts = [a for a in args if isinstance(a, str)]
+    return texts[0] if texts else str(orig)
