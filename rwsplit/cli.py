@@ -287,7 +287,16 @@ def status_command(
 @cli.command("bench")
 @click.option("--primary", "primary_url", metavar="URL", help="Primary URL; default: start a sandbox.")
 @click.option("--replica", "replica_urls", metavar="URL", multiple=True, help="A replica URL (repeat).")
-@click.option("--threads", type=int, default=8, show_default=True, help="Worker threads.")
+@click.option(
+    "--driver",
+    type=click.Choice(list(b.DRIVERS)),
+    default=None,
+    help="Run the workload through this driver (async ones as asyncio tasks). "
+    "Default: the URLs' own; pymysql in a sandbox.",
+)
+@click.option(
+    "--threads", type=int, default=8, show_default=True, help="Worker threads (tasks with an async driver)."
+)
 @click.option(
     "--duration",
     type=float,
@@ -322,6 +331,7 @@ def status_command(
 def bench(
     primary_url: str | None,
     replica_urls: tuple[str, ...],
+    driver: str | None,
     threads: int,
     duration: float,
     write_ratio: float,
@@ -349,6 +359,7 @@ def bench(
         default_lag=not no_default_lag,
         json_path=json_path,
         plot_path=plot_path,
+        driver=driver,
     )
     tty = sys.stderr.isatty()
 
@@ -365,10 +376,11 @@ def bench(
             config, notify=notify, progress=progress if tty else None, interrupted=interrupted
         )
     )
+    workers = "tasks" if config.is_async else "threads"
     click.echo(
         f"rwsplit bench: {len(config.strategies)} strategies x {config.seconds_per_strategy:g} s, "
-        f"{config.threads} threads, write ratio {config.write_ratio:g}, {config.keys} keys, "
-        f"max lag {config.max_lag:g} s"
+        f"driver {config.driver_name}, {config.threads} {workers}, write ratio {config.write_ratio:g}, "
+        f"{config.keys} keys, max lag {config.max_lag:g} s"
     )
     click.echo(config.describe_injections())
     headers, rows, replica_headers, replica_rows = b.report_tables(result)

@@ -9,6 +9,7 @@ JSON-shaped result.
 from __future__ import annotations
 
 from .config import (
+    DRIVERS,
     PLOT_HINT,
     RWSPLIT_STRATEGIES,
     SANDBOX_REPLICAS,
@@ -27,6 +28,7 @@ from .workload import NaiveSession
 
 __all__ = [
     "STRATEGIES",
+    "DRIVERS",
     "RWSPLIT_STRATEGIES",
     "PLOT_HINT",
     "SANDBOX_REPLICAS",

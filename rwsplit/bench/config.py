@@ -10,12 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import URL
 
 from .._validate import check_count, check_seconds
+from ..drivers import DRIVERS as SUPPORTED_DRIVERS
 from ..urls import coerce_servers, mask_url
 
 STRATEGIES = ("primary", "naive", "session", "causal")
 RWSPLIT_STRATEGIES = ("session", "causal")
+DRIVERS = tuple(SUPPORTED_DRIVERS)  # --driver: SQLAlchemy's names of the drivers rwsplit supports
 PLOT_HINT = "--plot needs matplotlib, which is not installed: pip install 'rwsplit[plot]'"
 SANDBOX_REPLICAS = 2
 
@@ -100,12 +103,18 @@ def parse_strategies(text: str) -> tuple[str, ...]:
     return names
 
 
+def with_driver(url: URL, driver: str) -> URL:
+    """``url`` through another driver: ``mysql+pymysql://…`` → ``mysql+asyncmy://…`` (the backend stays)."""
+    return url.set(drivername=f"{url.get_backend_name()}+{driver}")
+
+
 @dataclass(frozen=True)
 class BenchConfig:
     """Everything one bench run needs, checked at construction (``ValueError`` naming the option).
 
     No ``primary`` means: start a sandbox of 1 primary + 2 replicas and tear it down afterwards.
-    ``duration`` is the whole run, split evenly between ``strategies``.
+    ``duration`` is the whole run, split evenly between ``strategies``. ``driver`` (one of
+    :data:`DRIVERS`) replaces the URLs' drivers; without it they keep their own (PyMySQL in a sandbox).
     """
 
     primary: str | None = field(default=None, repr=False)
@@ -121,6 +130,7 @@ class BenchConfig:
     default_lag: bool = True
     json_path: Path | None = None
     plot_path: Path | None = None
+    driver: str | None = None
 
     def __post_init__(self) -> None:
         check_count("--threads", self.threads, 1, 256)
@@ -136,6 +146,7 @@ class BenchConfig:
         object.__setattr__(self, "strategies", tuple(self.strategies))
         parse_strategies(",".join(self.strategies))
         self._check_servers()
+        self._check_driver()
         self._check_injections()
         self._check_outputs()
 
@@ -152,6 +163,31 @@ class BenchConfig:
         for option, url in (("--primary", primary), *(("--replica", r) for r in replicas)):
             if not url.database:
                 raise ValueError(f"{option} {mask_url(url)} names no database; the bench table goes there")
+
+    def _check_driver(self) -> None:
+        if self.driver is not None and self.driver not in DRIVERS:
+            raise ValueError(f"--driver {self.driver!r} is not one of {', '.join(DRIVERS)}")
+        if self.driver is None and self.primary is not None:
+            drivers = {sa.make_url(u).get_driver_name() for u in (self.primary, *self.replicas)}
+            if len(drivers) > 1:
+                raise ValueError(
+                    f"the server URLs use different drivers ({', '.join(sorted(drivers))}); "
+                    "--driver NAME runs them all through one"
+                )
+            if self.driver_name not in DRIVERS:
+                raise ValueError(
+                    f"the server URLs use the driver {self.driver_name!r}; rwsplit supports "
+                    f"{', '.join(DRIVERS)} (--driver NAME swaps it)"
+                )
+        driver = SUPPORTED_DRIVERS[self.driver_name]
+        try:
+            sa.make_url(f"mysql+{driver.name}://").get_dialect().import_dbapi()
+        except ImportError as exc:
+            raise ValueError(
+                f"driver {driver.name} is not installed (no {exc.name!r}): pip install {driver.package}"
+            ) from None
+        if driver.is_async and importlib.util.find_spec("greenlet") is None:
+            raise ValueError(f"driver {driver.name} needs greenlet: pip install greenlet")
 
     def _check_injections(self) -> None:
         count = self.replica_count
@@ -189,6 +225,18 @@ class BenchConfig:
     def sandbox(self) -> bool:
         """True when the bench starts (and tears down) its own sandbox."""
         return self.primary is None
+
+    @property
+    def driver_name(self) -> str:
+        """The driver the workload runs through: ``driver``, else the URLs' (``pymysql`` in a sandbox)."""
+        if self.driver is not None:
+            return self.driver
+        return "pymysql" if self.primary is None else sa.make_url(self.primary).get_driver_name()
+
+    @property
+    def is_async(self) -> bool:
+        """True if the workers are asyncio tasks (an async driver) rather than threads."""
+        return SUPPORTED_DRIVERS[self.driver_name].is_async
 
     @property
     def replica_count(self) -> int:
@@ -231,6 +279,7 @@ class BenchConfig:
         """The options, JSON-shaped, with passwords masked."""
         masked_primary = None if self.primary is None else mask_url(sa.make_url(self.primary))
         return {
+            "driver": self.driver_name,
             "threads": self.threads,
             "duration": self.duration,
             "seconds_per_strategy": self.seconds_per_strategy,

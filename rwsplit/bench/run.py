@@ -14,19 +14,17 @@ import pymysql
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
-from ..engine import create_engine as create_routing_engine
 from ..errors import RwsplitError, describe_error
 from ..sandbox import Sandbox
-from ..session import sessionmaker as routing_sessionmaker
 from ..urls import mask_url
-from .config import SANDBOX_REPLICAS, BenchConfig
+from .config import SANDBOX_REPLICAS, BenchConfig, with_driver
 from .injection import _PauseSchedule, _Replication
 from .report import _plot
 from .staleness import StalenessChecker, _LagSampler
-from .workload import NaiveSession, _bench_table, _mapped_class, _Tally, _Workload
+from .workers import Factory, workers_for
+from .workload import _bench_table, _mapped_class, _Tally, _Workload
 
 _CONNECT_TIMEOUT = 3
 _REPLICATE_TIMEOUT = 60.0
@@ -63,22 +61,42 @@ def _engine_kwargs(config: BenchConfig) -> dict[str, Any]:
     }
 
 
-def check_servers(primary: str, replicas: Sequence[str]) -> None:
-    """Connect and ``SELECT 1`` on every server with a short timeout, so bad URLs fail fast.
+def _workload_urls(config: BenchConfig, primary: str, replicas: Sequence[str]) -> tuple[URL, list[URL]]:
+    """The servers' URLs with ``config.driver`` swapped in (as given without one)."""
+    urls = [sa.make_url(u) for u in (primary, *replicas)]
+    if config.driver is not None:
+        urls = [with_driver(u, config.driver) for u in urls]
+    return urls[0], urls[1:]
+
+
+def _select_one(engine: Engine) -> None:
+    with engine.connect() as conn:
+        conn.execute(sa.text("SELECT 1"))
+
+
+def check_servers(primary: str, replicas: Sequence[str], config: BenchConfig | None = None) -> None:
+    """Connect and ``SELECT 1`` on every server with a short timeout, so bad URLs fail fast;
+    through ``config``'s driver, if given.
 
     ``ValueError`` names the first server that failed, its URL masked.
     """
-    servers = [("the primary", primary)] + [(f"replica{i}", r) for i, r in enumerate(replicas, 1)]
-    for name, text in servers:
-        url = sa.make_url(text)
-        engine = sa.create_engine(url, poolclass=NullPool, connect_args={"connect_timeout": _CONNECT_TIMEOUT})
-        try:
-            with engine.connect() as conn:
-                conn.execute(sa.text("SELECT 1"))
-        except (SQLAlchemyError, pymysql.MySQLError, OSError) as exc:
-            raise ValueError(f"cannot connect to {name} {mask_url(url)}: {describe_error(exc)}") from None
-        finally:
-            engine.dispose()
+    config = config or BenchConfig(primary=primary, replicas=tuple(replicas), duration=1)
+    primary_url, replica_urls = _workload_urls(config, primary, replicas)
+    servers = [("the primary", primary_url)] + [(f"replica{i}", r) for i, r in enumerate(replica_urls, 1)]
+    workers = workers_for(config)
+    try:
+        for name, url in servers:
+            engine = workers.engine(
+                url, poolclass=NullPool, connect_args={"connect_timeout": _CONNECT_TIMEOUT}
+            )
+            try:
+                workers.call(_select_one, engine)
+            except (SQLAlchemyError, pymysql.MySQLError, OSError) as exc:
+                raise ValueError(f"cannot connect to {name} {mask_url(url)}: {describe_error(exc)}") from None
+            finally:
+                workers.call(engine.dispose)
+    finally:
+        workers.close()
 
 
 def _wait_replicated(replicas: Mapping[str, Engine], table: sa.Table, keys: int) -> None:
@@ -119,8 +137,8 @@ class _Run:
     ) -> None:
         self.config = config
         self.interrupted = interrupted or threading.Event()
-        self.primary_url = sa.make_url(primary)
-        self.replica_urls = [sa.make_url(r) for r in replicas]
+        self.primary_url, self.replica_urls = _workload_urls(config, primary, replicas)
+        self.workers = workers_for(config)
         self.replication = replication
         self.notify = notify
         self.progress = progress
@@ -136,29 +154,31 @@ class _Run:
 
     def execute(self) -> dict[str, Any]:
         config = self.config
+        workers = self.workers
         kwargs = _engine_kwargs(config)
-        primary = sa.create_engine(self.primary_url, **kwargs)
         names = [f"replica{i}" for i in range(1, len(self.replica_urls) + 1)]
-        replicas = {n: sa.create_engine(u, **kwargs) for n, u in zip(names, self.replica_urls, strict=True)}
+        primary: Engine | None = None
+        replicas: dict[str, Engine] = {}
         routing = None
         created = False
         pauses = _PauseSchedule(self.replication, config.pauses)
         sampler = None
         try:
-            self.table.create(primary, checkfirst=False)
+            primary = workers.engine(self.primary_url, **kwargs)
+            replicas = {n: workers.engine(u, **kwargs) for n, u in zip(names, self.replica_urls, strict=True)}
+            workers.call(self.table.create, primary)
             created = True
             self.notify(f"created table {self.table.name}")
-            self._fill(primary)
-            _wait_replicated(replicas, self.table, config.keys)
-            routing = create_routing_engine(
-                self.primary_url, replicas=self.replica_urls, max_lag=config.max_lag, **kwargs
-            )
+            workers.call(self._fill, primary)
+            workers.call(_wait_replicated, replicas, self.table, config.keys)
+            routing = workers.routing(self.primary_url, self.replica_urls, max_lag=config.max_lag, **kwargs)
             for d in config.injected_delays:
                 self.replication.delay(d.replica, d.seconds)
             self.notify(config.describe_injections())
             model = _mapped_class(self.table)
-            factories = self._factories(primary, replicas, routing)
-            workload = _Workload(model, config.keys, config.write_ratio)
+            factories = workers.factories(primary, replicas, routing)
+            dbapi_error = primary.dialect.loaded_dbapi.Error
+            workload = _Workload(model, config.keys, config.write_ratio, (dbapi_error,))
             self.t0 = time.perf_counter()
             sampler = _LagSampler(routing.monitor, config.max_lag, self.t0)
             sampler.start()
@@ -172,11 +192,14 @@ class _Run:
             pauses.finish()
             self.replication.restore()
             if created:
-                self._drop(primary)
+                assert primary is not None
+                workers.call(self._drop, primary)
             if routing is not None:
-                routing.dispose()
+                workers.call(routing.dispose)
             for engine in (primary, *replicas.values()):
-                engine.dispose()
+                if engine is not None:
+                    workers.call(engine.dispose)
+            workers.close()
             self.warnings += self.replication.errors
         return self._result()
 
@@ -197,51 +220,24 @@ class _Run:
         except SQLAlchemyError as exc:
             self.warnings.append(f"could not drop table {self.table.name}: {describe_error(exc)}")
 
-    def _factories(
-        self, primary: Engine, replicas: Mapping[str, Engine], routing: Any
-    ) -> dict[str, Callable[[], Session]]:
-        return {
-            "primary": sa.orm.sessionmaker(bind=primary),
-            "naive": sa.orm.sessionmaker(class_=NaiveSession, primary=primary, replicas=replicas),
-            "session": routing_sessionmaker(routing, read_your_writes="session"),
-            "causal": routing_sessionmaker(routing, read_your_writes="causal"),
-        }
-
-    def _phase(self, index: int, name: str, factory: Callable[[], Session], workload: _Workload) -> None:
+    def _phase(self, index: int, name: str, factory: Factory, workload: _Workload) -> None:
         config = self.config
         length = config.seconds_per_strategy
         self.notify(f"running {name} for {length:g} s ({index + 1}/{len(config.strategies)})")
         tallies = [_Tally() for _ in range(config.threads)]
         started = time.perf_counter()
-        deadline = started + length
-        threads = [
-            threading.Thread(
-                target=workload.run,
-                args=(factory, deadline, tally, secrets.randbits(32)),
-                name=f"rwsplit-bench-{name}-{i}",
-                daemon=True,
-            )
-            for i, tally in enumerate(tallies)
-        ]
-        try:
-            for t in threads:
-                t.start()
-            while alive := [t for t in threads if t.is_alive()]:
-                alive[0].join(0.25)
-                if self.interrupted.is_set():  # a Ctrl-C whose KeyboardInterrupt something swallowed
-                    raise KeyboardInterrupt
-                if self.progress is not None:
-                    elapsed = min(length, time.perf_counter() - started)
-                    ops = sum(t.reads + t.writes for t in tallies)
-                    self.progress(
-                        f"[{index + 1}/{len(config.strategies)}] {name:<8} {elapsed:5.1f}/{length:g} s  "
-                        f"{ops} ops"
-                    )
-        finally:
-            workload.stop.set()
-            for t in threads:
-                if t.is_alive():  # join() of a thread a Ctrl-C kept from starting would raise
-                    t.join(10)
+
+        def tick() -> None:
+            if self.interrupted.is_set():  # a Ctrl-C whose KeyboardInterrupt something swallowed
+                raise KeyboardInterrupt
+            if self.progress is not None:
+                elapsed = min(length, time.perf_counter() - started)
+                ops = sum(t.reads + t.writes for t in tallies)
+                self.progress(
+                    f"[{index + 1}/{len(config.strategies)}] {name:<8} {elapsed:5.1f}/{length:g} s  {ops} ops"
+                )
+
+        self.workers.run(workload, factory, started + length, tallies, name, tick)
         workload.stop.clear()  # only for the next phase: after a Ctrl-C, late starters must stop at once
         ended = time.perf_counter()
         self.phases.append((name, started - self.t0, ended - self.t0))
@@ -330,8 +326,9 @@ def run_bench(
             say("stopping the sandbox")
     else:
         assert config.primary is not None
-        check_servers(config.primary, config.replicas)
-        urls = [sa.make_url(r) for r in config.replicas]
+        check_servers(config.primary, config.replicas, config)
+        # injections through PyMySQL (as rwsplit's monitor), whatever the workload's driver
+        urls = [with_driver(sa.make_url(r), "pymysql") for r in config.replicas]
         admins = {
             i: sa.create_engine(u, poolclass=NullPool, isolation_level="AUTOCOMMIT")
             for i, u in enumerate(urls, 1)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pymysql
 import sqlalchemy as sa
@@ -18,6 +19,12 @@ from sqlalchemy.orm import Session, registry
 
 from ..compat import flushing
 from ..errors import RwsplitError, describe_error
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+
+_BACKOFF = 0.05  # seconds a worker pauses after a failed operation
 
 
 class NaiveSession(Session):
@@ -74,13 +81,29 @@ class _Tally:
     commits: list[tuple[int, int, float]] = field(default_factory=list)
 
 
-class _Workload:
-    """The per-run shared state of the workers: the model, the version counter, the stop flag."""
+_Step = tuple[str, sa.Executable | None]
 
-    def __init__(self, model: type[Any], keys: int, write_ratio: float) -> None:
+
+class _Workload:
+    """The per-run shared state of the workers: the model, the version counter, the stop flag.
+
+    One iteration's decisions and bookkeeping are :meth:`_iteration`, a generator yielding the
+    session calls to make; :meth:`run` (a thread) and :meth:`run_async` (an asyncio task) only make
+    them, on a ``Session`` or an ``AsyncSession``.
+    """
+
+    def __init__(
+        self, model: type[Any], keys: int, write_ratio: float, errors: tuple[type[BaseException], ...] = ()
+    ) -> None:
         self.model = model
         self.keys = keys
         self.write_ratio = write_ratio
+        self.errors: tuple[type[BaseException], ...] = (
+            SQLAlchemyError,
+            pymysql.MySQLError,
+            RwsplitError,
+            *errors,
+        )
         self.stop = threading.Event()
         self._versions = itertools.count(1)
         self._lock = threading.Lock()
@@ -92,47 +115,84 @@ class _Workload:
     def run(self, factory: Callable[[], Session], deadline: float, tally: _Tally, seed: int) -> None:
         rng = random.Random(seed)
         while not self.stop.is_set() and time.perf_counter() < deadline:
-            key = rng.randint(1, self.keys)
             try:
-                if rng.random() < self.write_ratio:
-                    self._write_and_read_back(factory, key, tally)
-                else:
-                    with factory() as session:
-                        self._read(session, key, tally)
-            except (SQLAlchemyError, pymysql.MySQLError, RwsplitError) as exc:
-                tally.errors += 1
-                if tally.first_error is None:
-                    tally.first_error = describe_error(exc)
-                time.sleep(0.05)
+                with factory() as session:
+                    steps = self._iteration(rng, session, tally)
+                    reply = None
+                    while (step := steps.send(reply)) is not None:
+                        method, statement = step
+                        reply = getattr(session, method)(*_args(statement))
+            except self.errors as exc:
+                self._failed(tally, exc)
+                time.sleep(_BACKOFF)
 
-    def _write_and_read_back(self, factory: Callable[[], Session], key: int, tally: _Tally) -> None:
+    async def run_async(
+        self, factory: Callable[[], AsyncSession], deadline: float, tally: _Tally, seed: int
+    ) -> None:
+        rng = random.Random(seed)
+        while not self.stop.is_set() and time.perf_counter() < deadline:
+            try:
+                async with factory() as session:
+                    steps = self._iteration(rng, session.sync_session, tally)
+                    reply = None
+                    while (step := steps.send(reply)) is not None:
+                        method, statement = step
+                        reply = await getattr(session, method)(*_args(statement))
+            except self.errors as exc:
+                self._failed(tally, exc)
+                await asyncio.sleep(_BACKOFF)
+
+    @staticmethod
+    def _failed(tally: _Tally, exc: BaseException) -> None:
+        tally.errors += 1
+        if tally.first_error is None:
+            tally.first_error = describe_error(exc)
+
+    def _iteration(
+        self, rng: random.Random, session: Session, tally: _Tally
+    ) -> Generator[_Step | None, Any, None]:
+        """One operation on a random key: a read, or (``write_ratio``) a write read back in the same
+        session. Yields ``(method, statement)`` session calls and receives their results; yields
+        ``None`` when done. ``session`` is the sync session, for ``last_target`` only."""
+        key = rng.randint(1, self.keys)
+        if rng.random() < self.write_ratio:
+            yield from self._write_and_read_back(session, key, tally)
+        else:
+            yield from self._read(session, key, tally)
+        yield None
+
+    def _write_and_read_back(self, session: Session, key: int, tally: _Tally) -> Generator[_Step, Any, None]:
         model = self.model
-        with factory() as session:
-            version = self.next_version()
-            started = time.perf_counter()
-            result: CursorResult[Any] = session.execute(  # type: ignore[assignment]
-                sa.update(model)
-                .where(model.id == key, model.version < version)
-                .values(version=version)
-                .execution_options(synchronize_session=False)
-            )
-            session.commit()
-            returned = time.perf_counter()
-            tally.write_s.append(returned - started)
-            tally.writes += 1
-            if result.rowcount == 1:
-                tally.commits.append((key, version, returned))
-            got = self._read(session, key, tally)
-            if got is None or got < version:
-                tally.ryw_violations += 1
+        version = self.next_version()
+        started = time.perf_counter()
+        result: CursorResult[Any] = yield (
+            "execute",
+            sa.update(model)
+            .where(model.id == key, model.version < version)
+            .values(version=version)
+            .execution_options(synchronize_session=False),
+        )
+        yield ("commit", None)
+        returned = time.perf_counter()
+        tally.write_s.append(returned - started)
+        tally.writes += 1
+        if result.rowcount == 1:
+            tally.commits.append((key, version, returned))
+        got = yield from self._read(session, key, tally)
+        if got is None or got < version:
+            tally.ryw_violations += 1
 
-    def _read(self, session: Session, key: int, tally: _Tally) -> int | None:
+    def _read(self, session: Session, key: int, tally: _Tally) -> Generator[_Step, Any, int | None]:
         model = self.model
         started = time.perf_counter()
-        got = session.scalar(sa.select(model.version).where(model.id == key))
+        got: int | None = yield ("scalar", sa.select(model.version).where(model.id == key))
         tally.read_s.append(time.perf_counter() - started)
         tally.reads += 1
         if (getattr(session, "last_target", None) or "primary") != "primary":
             tally.replica_reads += 1
         tally.observed.append((key, started, got))
         return got
+
+
+def _args(statement: sa.Executable | None) -> tuple[sa.Executable, ...]:
+    return () if statement is None else (statement,)

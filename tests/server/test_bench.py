@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from bench_run import HAS_MATPLOTLIB as _HAS_MATPLOTLIB
 from bench_run import Run, Servers
@@ -18,7 +19,7 @@ from bench_run import bench as _bench
 from bench_run import slave_status as _slave_status
 from bench_run import with_account as _with_account
 
-from rwsplit.bench import PLOT_HINT, exit_code
+from rwsplit.bench import DRIVERS, PLOT_HINT, STRATEGIES, exit_code
 from rwsplit.sandbox import Sandbox
 
 
@@ -55,6 +56,7 @@ def validate_report(report: object, strategies: list[str], replicas: list[str]) 
     config = report["config"]
     assert isinstance(config, dict)
     for key, kind in {
+        "driver": str,
         "threads": int,
         "duration": float,
         "write_ratio": float,
@@ -68,8 +70,9 @@ def validate_report(report: object, strategies: list[str], replicas: list[str]) 
     }.items():
         assert isinstance(config[key], kind), key
     assert config["strategies"] == strategies
+    assert config["driver"] in DRIVERS
     for url in [config["primary"], *config["replicas"]]:
-        assert ":***@" in url
+        assert ":***@" in url and sa.make_url(url).get_driver_name() == config["driver"]
     for inj in config["injections"]:
         assert inj["kind"] in ("delay", "pause") and inj["replica"] in replicas
     assert isinstance(report["strategies"], dict) and list(report["strategies"]) == strategies
@@ -102,6 +105,62 @@ def test_json_report_matches_the_schema(short_run: Run) -> None:
     for s in short_run.report["strategies"].values():
         assert s["reads"] > 0 and s["writes"] > 0 and s["ops_per_s"] > 0
         assert s["read_ms"]["p50"] is not None and s["write_ms"]["p99"] is not None
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_every_driver_runs_every_strategy(
+    driver: str, servers: Servers, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """A short run through each driver (async ones as asyncio tasks): the report names the driver,
+    every strategy read and wrote without errors, rwsplit read replicas and nothing stale."""
+    report = tmp_path / f"{driver}.json"
+    proc = _bench(
+        *servers.args(),
+        "--driver",
+        driver,
+        "--duration",
+        "6",
+        "--threads",
+        "3",
+        "--write-ratio",
+        "0.3",
+        "--delay-replica",
+        "1=2",
+        "--json",
+        str(report),
+    )
+    assert proc.returncode == 0, proc.stderr
+    workers = "tasks" if driver in ("asyncmy", "aiomysql") else "threads"
+    assert f"driver {driver}, 3 {workers}," in proc.stdout
+    assert "failed operations" not in proc.stderr and "warning" not in proc.stderr, proc.stderr
+    data = json.loads(report.read_text())
+    validate_report(data, list(STRATEGIES), ["replica1", "replica2"])
+    assert data["config"]["driver"] == driver
+    assert sa.make_url(data["config"]["primary"]).drivername == f"mysql+{driver}"
+    strategies = data["strategies"]
+    for name in STRATEGIES:
+        assert strategies[name]["reads"] > 0 and strategies[name]["writes"] > 0, name
+    assert strategies["primary"]["replica_reads"] == 0
+    assert strategies["naive"]["ryw_violations"] > 0  # it read replica1, 2 s behind
+    for name in ("session", "causal"):
+        assert strategies[name]["replica_reads"] > 0, name
+        assert strategies[name]["stale_reads"] == 0 and strategies[name]["ryw_violations"] == 0, name
+    assert servers.password not in proc.stdout + proc.stderr + report.read_text()
+    _assert_clean(sandbox)
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_every_driver_fails_fast_on_a_wrong_password(driver: str, sandbox: Sandbox) -> None:
+    replicas = [a for r in sandbox.replica_urls for a in ("--replica", r)]
+    proc = _bench(
+        "--primary", _with_account(sandbox.primary_url, "app", _SECRET), *replicas, "--driver", driver
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"rwsplit: error: cannot connect to the primary mysql+{driver}://app:***@")
+    assert "(1045) Access denied" in lines[0]
+    assert _SECRET not in proc.stderr + proc.stdout
 
 
 def test_table_lists_strategies_then_replicas(short_run: Run) -> None:

@@ -1,8 +1,11 @@
-"""The lag benchmark without servers: configuration checks, staleness, exit code, Ctrl-C as workers start."""
+"""The lag benchmark without servers: configuration and --driver checks, staleness, exit code, Ctrl-C as
+workers start (threads or asyncio tasks)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 import re
 import signal
 import threading
@@ -12,8 +15,11 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
+from helpers import cli
 
 from rwsplit.bench import (
+    DRIVERS,
     BenchConfig,
     Delay,
     Pause,
@@ -23,7 +29,7 @@ from rwsplit.bench import (
     parse_pause,
     parse_strategies,
 )
-from rwsplit.bench.run import _Run
+from rwsplit.bench.run import _Run, _workload_urls
 
 
 def _result(**violations: int) -> dict[str, Any]:
@@ -111,21 +117,123 @@ def test_ctrl_c_while_workers_start_is_a_keyboard_interrupt(monkeypatch: pytest.
     assert stop.is_set(), "late-starting workers must find the stop flag set"
 
 
-def test_an_interrupt_flag_ends_the_phase_even_if_the_keyboard_interrupt_was_swallowed() -> None:
-    """Ctrl-C sets the flag as well; a KeyboardInterrupt lost in a finalizer must not let the bench run on."""
-    config = BenchConfig(threads=2, duration=60, strategies=("primary",))
+def _idle_workload() -> SimpleNamespace:
+    """A workload whose workers (threads or tasks) only wait for the stop flag."""
+    stop = threading.Event()
+
+    async def run_async(*_: object) -> None:
+        while not stop.is_set():
+            await asyncio.sleep(0.02)
+
+    return SimpleNamespace(stop=stop, run=lambda *_: stop.wait(30), run_async=run_async)
+
+
+@pytest.mark.parametrize("driver", ["pymysql", "asyncmy"])
+def test_an_interrupt_flag_ends_the_phase_even_if_the_keyboard_interrupt_was_swallowed(driver: str) -> None:
+    """Ctrl-C sets the flag as well; a KeyboardInterrupt lost in a finalizer must not let the bench run on
+    (worker threads, or asyncio tasks with an async driver)."""
+    config = BenchConfig(threads=2, duration=60, strategies=("primary",), driver=driver)
     interrupted = threading.Event()
     run = _Run(
         config, "mysql+pymysql://u@h/db", ["mysql+pymysql://u@h2/db"], None, lambda _: None, None, interrupted
     )  # type: ignore[arg-type]
-    stop = threading.Event()
-    workload = SimpleNamespace(stop=stop, run=lambda *_: stop.wait(30))
+    assert run.workers.noun == ("tasks" if driver == "asyncmy" else "threads")
+    workload = _idle_workload()
     threading.Timer(0.3, interrupted.set).start()
     started = time.monotonic()
-    with pytest.raises(KeyboardInterrupt):
-        run._phase(0, "primary", lambda: None, workload)  # type: ignore[arg-type]
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run._phase(0, "primary", lambda: None, workload)  # type: ignore[arg-type]
+    finally:
+        run.workers.close()
     assert time.monotonic() - started < 5
-    assert stop.is_set()
+    assert workload.stop.is_set()
+
+
+def test_a_task_that_crashes_fails_the_phase() -> None:
+    """Failed operations are counted; anything else a worker task raises is a bug and ends the run."""
+    config = BenchConfig(threads=3, duration=60, strategies=("primary",), driver="aiomysql")
+    run = _Run(config, "mysql+pymysql://u@h/db", ["mysql+pymysql://u@h2/db"], None, lambda _: None, None)  # type: ignore[arg-type]
+    workload = _idle_workload()
+
+    async def crash(*_: object) -> None:
+        raise RuntimeError("bug in a worker")
+
+    workload.run_async = crash
+    try:
+        with pytest.raises(RuntimeError, match="bug in a worker"):
+            run._phase(0, "primary", lambda: None, workload)  # type: ignore[arg-type]
+    finally:
+        run.workers.close()
+    assert run.workers.loop.is_closed()
+
+
+def test_driver_defaults_to_the_urls_own() -> None:
+    primary, replica = "mysql+mysqldb://a:pw1@h/db", "mysql+mysqldb://a:pw1@r/db"
+    assert BenchConfig().driver_name == "pymysql"  # a sandbox
+    config = BenchConfig(primary=primary, replicas=(replica,))
+    assert (config.driver_name, config.is_async, config.describe()["driver"]) == ("mysqldb", False, "mysqldb")
+    assert _workload_urls(config, primary, [replica]) == (sa.make_url(primary), [sa.make_url(replica)])
+    plain = BenchConfig(primary="mysql://a:pw1@h/db", replicas=("mysql://a:pw1@r/db",))
+    assert plain.driver_name == "mysqldb"  # SQLAlchemy's default for mysql://
+    assert (
+        BenchConfig(driver="aiomysql").is_async
+        and BenchConfig(driver="asyncmy").describe()["driver"] == "asyncmy"
+    )
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+@pytest.mark.parametrize("backend", ["mysql", "mariadb"])
+def test_driver_is_swapped_into_every_url(driver: str, backend: str) -> None:
+    primary, replica = f"{backend}+pymysql://a:pw1@h:3307/db?charset=utf8mb4", f"{backend}://a:pw1@r/db"
+    config = BenchConfig(primary=primary, replicas=(replica,), driver=driver)
+    assert config.driver_name == driver and config.describe()["driver"] == driver
+    assert config.is_async == (driver in ("asyncmy", "aiomysql"))
+    urls = _workload_urls(config, primary, [replica])
+    assert [u.drivername for u in (urls[0], *urls[1])] == [f"{backend}+{driver}"] * 2
+    assert urls[0].get_dialect().driver == driver  # SQLAlchemy has this dialect
+    assert (urls[0].host, urls[0].port, urls[0].password, urls[0].query) == (
+        "h",
+        3307,
+        "pw1",
+        {"charset": "utf8mb4"},
+    )
+    assert "pw1" not in json.dumps(config.describe())
+
+
+def test_bad_drivers_are_named() -> None:
+    for kwargs, message in [
+        (
+            {"driver": "psycopg"},
+            "--driver 'psycopg' is not one of pymysql, mysqldb, mariadbconnector, asyncmy",
+        ),
+        ({"driver": "PyMySQL"}, "is not one of"),
+        (
+            {"primary": "mysql+pymysql://a:pw1@h/db", "replicas": ("mysql+asyncmy://a:pw1@r/db",)},
+            "different drivers (asyncmy, pymysql); --driver NAME",
+        ),
+        (
+            {"primary": "mysql+cymysql://a:pw1@h/db", "replicas": ("mysql+cymysql://a:pw1@r/db",)},
+            "the server URLs use the driver 'cymysql'",
+        ),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(message)) as caught:
+            BenchConfig(**kwargs)
+        assert "pw1" not in str(caught.value)
+    mixed = BenchConfig(
+        primary="mysql+pymysql://a:pw1@h/db", replicas=("mysql+asyncmy://a:pw1@r/db",), driver="mysqldb"
+    )
+    assert mixed.driver_name == "mysqldb"
+
+
+def test_cli_names_the_accepted_drivers() -> None:
+    proc = cli("bench", "--driver", "oracle")
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("rwsplit: error: Invalid value for '--driver': 'oracle'")
+    for name in DRIVERS:
+        assert repr(name) in lines[0]
+    assert "--driver [pymysql|mysqldb|mariadbconnector|asyncmy|aiomysql]" in cli("bench", "--help").stdout
 
 
 def test_the_cli_turns_a_swallowed_ctrl_c_into_keyboard_interrupt() -> None:
