@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import pathlib
 import re
 from collections.abc import Iterator
@@ -11,7 +12,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from helpers import with_driver
+from helpers import wait_eligible, with_driver
 from sqlalchemy import String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -145,3 +146,26 @@ def test_the_async_example_runs_as_written(sandbox: Sandbox, driver: str, on_pri
         Base.metadata.drop_all(setup)
         setup.dispose()
         sandbox.wait_caught_up(timeout=15)
+
+
+def test_the_decision_log_example_runs_as_written(sandbox: Sandbox, caught_up) -> None:
+    source = code_block("Observability")
+    engine = rwsplit.create_engine(sandbox.primary_url, replicas=sandbox.replica_urls, monitor_interval=0.1)
+    setup = sa.create_engine(sandbox.primary_url)
+    Base.metadata.create_all(setup)
+    caught_up()
+    wait_eligible(engine)
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logging.getLogger("rwsplit.route").addHandler(handler)
+    try:
+        scope = {"Session": rwsplit.sessionmaker(engine), "User": User}
+        exec(compile(source, "README.rst:Observability", "exec"), scope)
+    finally:
+        logging.getLogger("rwsplit.route").removeHandler(handler)
+        logging.getLogger("rwsplit.route").setLevel(logging.NOTSET)
+        engine.dispose()
+        Base.metadata.drop_all(setup)
+        setup.dispose()
+    assert [r.getMessage() for r in records] in (["replica1: read"], ["replica2: read"])
