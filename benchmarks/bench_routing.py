@@ -6,12 +6,17 @@ through a plain ``sqlalchemy.orm.Session`` bound to the replica's engine and onc
 round. Prints the median time of each and the median of the per-round ratios (target ≤ 1.05),
 then the per-statement cost of the routing decision alone, without a database round trip.
 
-    python benchmarks/bench_routing.py [--rounds 21] [--reads 200]
+    python benchmarks/bench_routing.py [--rounds 21] [--reads 200] [--decision-log]
+
+``--decision-log`` turns the ``rwsplit.route`` decision log on (DEBUG, formatted to /dev/null), to
+show what it costs when enabled; by default it is off, as in production.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import statistics
 import time
 
@@ -58,7 +63,15 @@ def main() -> None:
     )
     parser.add_argument("--rounds", type=int, default=21)
     parser.add_argument("--reads", type=int, default=200)
+    parser.add_argument("--decision-log", action="store_true", help="DEBUG on for rwsplit.route")
     args = parser.parse_args()
+    if args.decision_log:
+        sink = logging.StreamHandler(open(os.devnull, "w"))  # noqa: SIM115 (lives as long as the run)
+        sink.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
+        route_log = logging.getLogger("rwsplit.route")
+        route_log.addHandler(sink)
+        route_log.setLevel(logging.DEBUG)
+        route_log.propagate = False
     if args.rounds < 15:
         parser.error("--rounds must be at least 15")
     with Sandbox(replicas=1) as sb:
@@ -91,7 +104,11 @@ def main() -> None:
                 routing_t.append(r)
                 ratios.append(r / p)
             ratio = statistics.median(ratios)
-            print(f"{args.reads} ORM point reads per session, {args.rounds} interleaved rounds, one replica:")
+            log_state = "on (DEBUG)" if args.decision_log else "off"
+            print(
+                f"{args.reads} ORM point reads per session, {args.rounds} interleaved rounds, one replica, "
+                f"decision log {log_state}:"
+            )
             print(f"  plain sqlalchemy Session : median {statistics.median(plain_t) * 1000:8.2f} ms")
             print(f"  rwsplit RoutingSession   : median {statistics.median(routing_t) * 1000:8.2f} ms")
             print(
