@@ -10,6 +10,9 @@ Token format (URL-safe, opaque to apps): ``rw1.<cluster>.<positions>.<check>`` w
 ``cluster`` is 8 hex digits naming the cluster (a hash of ``create_engine(cluster=…)``, by
 default of the primary's ``host:port/database``), ``positions`` is the base64url of the GTID list
 and ``check`` a CRC-32 of the rest, so truncation and corruption are caught before any use.
+With ``create_engine(token_key=…)`` tokens are ``rw2.<cluster>.<positions>.<mac>``: ``mac`` is
+HMAC-SHA256 of the rest under the key, truncated to 128 bits (22 base64url characters), so a
+client cannot forge or alter one.
 """
 
 from __future__ import annotations
@@ -18,9 +21,10 @@ import base64
 import binascii
 import contextlib
 import hashlib
+import hmac
 import re
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
 from typing import Any
 
@@ -41,9 +45,13 @@ __all__ = [
     "ConsistencyScope",
 ]
 
-TOKEN_VERSION = 1
+TOKEN_VERSION = 1  # unsigned tokens (CRC-32)
+SIGNED_VERSION = 2  # tokens signed with the engine's token_key (HMAC-SHA256)
 _MAX_TOKEN = 4096
-_TOKEN = re.compile(r"^rw(\d{1,4})\.([0-9a-f]{8})\.([A-Za-z0-9_-]{0,3000})\.([0-9a-f]{8})$")
+_MIN_KEY = 16  # bytes: a shorter token_key is guessable
+_MAC_CHARS = 22  # 128 bits of HMAC-SHA256, base64url
+_TOKEN = re.compile(r"^rw(\d{1,4})\.([0-9a-f]{8})\.([A-Za-z0-9_-]{0,3000})\.([A-Za-z0-9_-]{0,64})$")
+_CRC = re.compile(r"^[0-9a-f]{8}$")
 _VERSION_ONLY = re.compile(r"^rw(\d{1,4})\.")
 
 _capture_requested: ContextVar[bool] = ContextVar("rwsplit_capture_gtid", default=False)
@@ -70,15 +78,58 @@ def named_cluster_id(name: str) -> str:
     return hashlib.sha256(f"name:{name}".encode()).hexdigest()[:8]
 
 
-def encode_token(position: Position, cluster: str) -> str:
-    """The token for ``position`` in ``cluster``."""
+def token_keys(token_key: object) -> tuple[bytes, ...]:
+    """``create_engine(token_key=…)`` as keys: one ``str``/``bytes`` or a list of them (the first
+    signs, all verify: rotation). ``()`` for None. Each at least 16 bytes."""
+    if token_key is None:
+        return ()
+    raw = [token_key] if isinstance(token_key, (str, bytes)) else token_key
+    if not isinstance(raw, Sequence) or not raw:
+        raise TypeError("token_key must be a str or bytes key, or a non-empty list of them (the first signs)")
+    keys = []
+    for key in raw:
+        if not isinstance(key, (str, bytes)):
+            raise TypeError(f"token_key entries must be str or bytes, got {type(key).__name__}")
+        data = key.encode() if isinstance(key, str) else key
+        if len(data) < _MIN_KEY:
+            raise ValueError(f"token_key must be at least {_MIN_KEY} bytes long (a random secret)")
+        keys.append(data)
+    return tuple(keys)
+
+
+def _mac(key: bytes, body: str) -> str:
+    digest = hmac.new(key, body.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).decode()[:_MAC_CHARS]
+
+
+def encode_token(position: Position, cluster: str, keys: Sequence[bytes] = ()) -> str:
+    """The token for ``position`` in ``cluster``: signed with ``keys[0]`` if there are keys."""
     payload = base64.urlsafe_b64encode(str(position).encode()).decode().rstrip("=")
+    if keys:
+        body = f"rw{SIGNED_VERSION}.{cluster}.{payload}"
+        return f"{body}.{_mac(keys[0], body)}"
     body = f"rw{TOKEN_VERSION}.{cluster}.{payload}"
     return f"{body}.{zlib.crc32(body.encode()):08x}"
 
 
-def decode_token(token: object, cluster: str | None = None, *, flavor: str | Flavor = MARIADB) -> Position:
-    """The position a token names; ``ValueError`` saying what is wrong with a bad one."""
+def token_cluster(token: object) -> str | None:
+    """The cluster id a well-formed token names (None for anything else); nothing is verified."""
+    m = _TOKEN.match(token) if isinstance(token, str) else None
+    return m.group(2) if m else None
+
+
+def decode_token(
+    token: object,
+    cluster: str | None = None,
+    *,
+    flavor: str | Flavor = MARIADB,
+    keys: Sequence[bytes] = (),
+) -> Position:
+    """The position a token names; ``ValueError`` saying what is wrong with a bad one.
+
+    With ``keys`` only tokens signed with one of them are accepted; without, only unsigned ones
+    (a signed token cannot be verified here).
+    """
     server = flavor_named(flavor)
     if not isinstance(token, str):
         raise TypeError(f"a consistency token is a str, got {type(token).__name__}")
@@ -87,25 +138,42 @@ def decode_token(token: object, cluster: str | None = None, *, flavor: str | Fla
     m = _TOKEN.match(token)
     if m is None:
         v = _VERSION_ONLY.match(token)
-        if v is not None and int(v.group(1)) > TOKEN_VERSION:
+        if v is not None and int(v.group(1)) > SIGNED_VERSION:
             raise ValueError(
                 f"consistency token of version {v.group(1)} is from a newer rwsplit "
-                f"(this one reads version {TOKEN_VERSION})"
+                f"(this one reads versions {TOKEN_VERSION} and {SIGNED_VERSION})"
             )
         raise ValueError("malformed consistency token (expected rw1.<cluster>.<positions>.<check>)")
-    version, token_cluster, payload, check = m.groups()
-    if int(version) != TOKEN_VERSION:
+    version, token_cluster_id, payload, check = m.groups()
+    body = token[: token.rindex(".")]
+    if int(version) == SIGNED_VERSION:
+        if not keys:
+            raise ValueError(
+                "consistency token is signed, but this engine has no token_key to verify it "
+                "(create_engine(token_key=…) with the key of the engines that sign)"
+            )
+        if not check:
+            raise ValueError("consistency token has no signature")
+        if not any(hmac.compare_digest(check, _mac(key, body)) for key in keys):
+            raise ValueError("consistency token signature does not match (forged, altered or another key)")
+    elif int(version) == TOKEN_VERSION:
+        if not _CRC.match(check):
+            raise ValueError("malformed consistency token (expected rw1.<cluster>.<positions>.<check>)")
+        if keys:
+            raise ValueError(
+                "consistency token is not signed: this engine (token_key=…) accepts only signed tokens"
+            )
+        if f"{zlib.crc32(body.encode()):08x}" != check:
+            raise ValueError("consistency token is corrupted or truncated (checksum mismatch)")
+    else:
         raise ValueError(
             f"consistency token of version {version} is from a "
-            f"{'newer' if int(version) > TOKEN_VERSION else 'older'} rwsplit "
-            f"(this one reads version {TOKEN_VERSION})"
+            f"{'newer' if int(version) > SIGNED_VERSION else 'older'} rwsplit "
+            f"(this one reads versions {TOKEN_VERSION} and {SIGNED_VERSION})"
         )
-    body = token[: token.rindex(".")]
-    if f"{zlib.crc32(body.encode()):08x}" != check:
-        raise ValueError("consistency token is corrupted or truncated (checksum mismatch)")
-    if cluster is not None and token_cluster != cluster:
+    if cluster is not None and token_cluster_id != cluster:
         raise ValueError(
-            f"consistency token is from another cluster ({token_cluster}; this engine's is {cluster})"
+            f"consistency token is from another cluster ({token_cluster_id}; this engine's is {cluster})"
         )
     try:
         text = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).decode("ascii")
@@ -117,58 +185,83 @@ def decode_token(token: object, cluster: str | None = None, *, flavor: str | Fla
         raise ValueError(f"consistency token names an invalid position: {exc}") from None
 
 
-def merge_tokens(*tokens: str) -> str:
-    """One token at least as late as each given one (per domain, the later wins); all one cluster."""
+def merge_tokens(*tokens: str, token_key: object = None) -> str:
+    """One token at least as late as each given one (per domain, the later wins); all one cluster.
+
+    ``token_key``: the engines' key when their tokens are signed (the result is signed too).
+    """
     if not tokens:
         raise ValueError("merge_tokens needs at least one token")
+    keys = token_keys(token_key)
     clusters = set()
     merged = Position()
     for t in tokens:
-        m = _TOKEN.match(t) if isinstance(t, str) else None
-        cluster = m.group(2) if m else None
-        merged = merged.merge(decode_token(t, cluster))
+        cluster = token_cluster(t)
+        merged = merged.merge(decode_token(t, cluster, keys=keys))
         clusters.add(cluster)
     if len(clusters) > 1:
         raise ValueError("cannot merge consistency tokens of different clusters")
-    return encode_token(merged, clusters.pop())  # type: ignore[arg-type]
+    return encode_token(merged, clusters.pop(), keys)  # type: ignore[arg-type]
 
 
 class ConsistencyScope:
-    """A request scope: reads wait for ``position``; commits inside it advance it."""
+    """A request scope: reads wait for ``position``; commits inside it advance it.
 
-    def __init__(self, position: Position, cluster: str | None) -> None:
+    Its incoming token is verified by the first session that joins (with that engine's key,
+    cluster and primary); until then it is only known to be well formed.
+    """
+
+    def __init__(self, position: Position, cluster: str | None, pending: str | None = None) -> None:
         self.position = position
         self.cluster = cluster
+        self.gave_up = Position()  # positions a causal wait already timed out for (one wait each)
+        self._pending = pending
+        self._encode: Callable[[Position], str] | None = None
 
     def advance(self, position: Position) -> None:
         self.position = self.position.merge(position)
 
-    def join(self, cluster: str | None) -> None:
-        """A session of ``cluster`` uses this scope: the first one names the scope's cluster.
+    def join(
+        self,
+        cluster: str | None,
+        verify: Callable[[str], Position] | None = None,
+        encode: Callable[[Position], str] | None = None,
+    ) -> None:
+        """A session of ``cluster`` uses this scope: the first one names the scope's cluster and
+        verifies its incoming token (``verify``: the engine's decoder, which raises ``ValueError``).
 
         A scope (its incoming token, its position) belongs to one cluster; a session of another
         raises ``ValueError`` naming both, rather than waiting for a foreign position.
         """
-        if cluster is None or cluster == self.cluster:
+        if cluster is None:
             return
-        if self.cluster is None:
-            self.cluster = cluster
-            return
-        raise ValueError(
-            f"this consistency scope belongs to cluster {self.cluster} (its token or its first "
-            f"session); a session of cluster {cluster} cannot use it"
-        )
+        if self.cluster is not None and cluster != self.cluster:
+            raise ValueError(
+                f"this consistency scope belongs to cluster {self.cluster} (its token or its first "
+                f"session); a session of cluster {cluster} cannot use it"
+            )
+        self.cluster = cluster
+        if self._pending is not None and verify is not None:
+            self.position = self.position.merge(verify(self._pending))
+            self._pending = None
+        if encode is not None and self._encode is None:
+            self._encode = encode
 
     def token(self) -> str:
         """The scope's position as a token, e.g. for a response header or cookie.
 
         ``""`` when the scope holds no position (nothing read or written through a causal
-        session, and no incoming token); ``rwsplit.consistency("")`` accepts it back.
+        session, and no incoming token); ``rwsplit.consistency("")`` accepts it back. Before any
+        session joined, the incoming token as it came.
         """
+        if self._pending is not None:
+            return self._pending
         if not self.position:
             return ""
         if self.cluster is None:  # only positions joined through a cluster's session get here
             raise ValueError("this scope holds a position of no known cluster")
+        if self._encode is not None:
+            return self._encode(self.position)
         return encode_token(self.position, self.cluster)
 
 
@@ -177,13 +270,15 @@ def consistency(token: str | None = None) -> Iterator[ConsistencyScope]:
     """Make causal sessions in this block read at least ``token``'s position (None or "": nothing yet).
 
     ``with rwsplit.consistency(request.headers.get("X-Consistency")) as scope: …`` then send
-    ``scope.token()`` back. A bad token raises ``ValueError`` before the block runs; a session
-    of another cluster than the token's (or than the scope's first session) raises on use.
+    ``scope.token()`` back. A malformed or corrupted token raises ``ValueError`` before the block
+    runs; its signature, cluster and position are checked by the first causal session that uses
+    the scope (``ValueError`` there).
     """
     if token:
-        m = _TOKEN.match(token) if isinstance(token, str) else None
-        position = decode_token(token)
-        scope = ConsistencyScope(position, m.group(2) if m else None)
+        cluster = token_cluster(token)
+        if cluster is None or not token.startswith(f"rw{SIGNED_VERSION}."):
+            decode_token(token)  # malformed, corrupted, wrong version: refused now
+        scope = ConsistencyScope(Position(), cluster, pending=token)
     else:
         scope = ConsistencyScope(Position(), None)
     reset = _scope.set(scope)

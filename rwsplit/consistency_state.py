@@ -8,8 +8,9 @@ per thread/task (a context variable) so it can outlive one session.
 from __future__ import annotations
 
 import contextlib
+import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 
 from .causal import current_scope
@@ -26,8 +27,29 @@ def pinned_until() -> float:
     return _pinned_until.get()
 
 
+_pin_limit = 0.0  # the longest pin_window of any engine made in this process
+
+
+def allow_pin_window(seconds: float) -> None:
+    """An engine with this ``pin_window`` exists: restored pins may last that long from now."""
+    global _pin_limit
+    _pin_limit = max(_pin_limit, seconds)
+
+
 def pin_primary_until(until: float) -> None:
-    """Carry a pin across requests: restore a value saved from :func:`pinned_until` (e.g. a cookie)."""
+    """Carry a pin across requests: restore a value saved from :func:`pinned_until` (e.g. a cookie).
+
+    The value comes from a client: it must be a number, and it is clamped to the longest
+    ``pin_window`` of this process's engines from now (a client cannot pin itself for longer).
+    Sign it on its way through the client with ``engine.pin_cookie()``/``engine.restore_pin()``.
+    """
+    if isinstance(until, bool) or not isinstance(until, (int, float)):
+        raise TypeError(
+            f"pin_primary_until takes a time in seconds since the epoch (a float), got {type(until).__name__}"
+        )
+    if not math.isfinite(until):
+        raise ValueError(f"pin_primary_until takes a finite time, got {until!r}")
+    until = min(float(until), time.time() + _pin_limit)
     if until > _pinned_until.get():
         _pinned_until.set(until)
 
@@ -58,6 +80,9 @@ class ConsistencyState:
         "confirmed",
         "cluster",
         "read_from",
+        "gave_up",
+        "_verify",
+        "_encode",
     )
 
     def __init__(self, mode: str, max_lag: float, pin_window: float = 0.0) -> None:
@@ -75,6 +100,9 @@ class ConsistencyState:
         self.position = Position()
         self.after = Position()  # the position given at construction: reads see it even after reset()
         self.confirmed: dict[str, Position] = {}
+        self.gave_up = Position()  # positions a causal wait of this session already timed out for
+        self._verify: Callable[[str], Position] | None = None  # the engine's token decoder
+        self._encode: Callable[[Position], str] | None = None
         self.cluster: str | None = None
         self.read_from: set[str] = set()
 
@@ -151,27 +179,48 @@ class ConsistencyState:
         self.failed.clear()
 
     # ---------------------------------------------------------------- causal mode
-    def bind_cluster(self, cluster: str) -> None:
+    def bind_cluster(
+        self,
+        cluster: str,
+        verify: Callable[[str], Position] | None = None,
+        encode: Callable[[Position], str] | None = None,
+    ) -> None:
         """This state belongs to an engine of ``cluster``; a causal one joins the current scope now.
 
-        Joining early makes a scope of another cluster fail when the session is made, not after
-        its first commit (``ValueError`` naming both clusters).
+        Joining early makes a scope of another cluster, or a scope token this engine refuses
+        (``verify``), fail when the session is made, not after its first commit.
         """
         self.cluster = cluster
+        self._verify, self._encode = verify, encode
         if self.mode == "causal":
             scope = current_scope()
             if scope is not None:
-                scope.join(cluster)
+                scope.join(cluster, verify, encode)
 
     def required(self) -> Position:
         """The position a causal read must see: this session's, and its request scope's."""
         scope = current_scope()
         if scope is None:
             return self.position
-        scope.join(self.cluster)
+        scope.join(self.cluster, self._verify, self._encode)
         if not scope.position:
             return self.position
         return self.position.merge(scope.position)
+
+    def give_up(self, position: Position) -> None:
+        """A causal wait for ``position`` timed out: later reads of this session (and its request
+        scope) needing no more than that do not wait for it again."""
+        self.gave_up = self.gave_up.merge(position)
+        scope = current_scope()
+        if scope is not None:
+            scope.gave_up = scope.gave_up.merge(position)
+
+    def waited_for(self, position: Position) -> bool:
+        """Whether a wait for ``position`` (or a later one) already timed out in this session or scope."""
+        if self.gave_up and self.gave_up.covers(position):
+            return True
+        scope = current_scope()
+        return scope is not None and bool(scope.gave_up) and scope.gave_up.covers(position)
 
     def advance(self, position: Position) -> None:
         """Raise the position this session has written or observed (never lowers it)."""
@@ -179,7 +228,7 @@ class ConsistencyState:
             self.position = self.position.merge(position)
         scope = current_scope()
         if scope is not None and position:
-            scope.join(self.cluster)
+            scope.join(self.cluster, self._verify, self._encode)
             if not scope.position.covers(position):
                 scope.advance(position)
 
@@ -220,5 +269,6 @@ class ConsistencyState:
         self.replica = None
         self.failed.clear()
         self.position = self.after
+        self.gave_up = Position()
         self.confirmed.clear()
         self.read_from.clear()

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
+import hmac
 import logging
+import math
 import os
 import re
 import time
@@ -31,10 +34,10 @@ from .build import (
     no_transaction_control,
     server_spec,
 )
-from .causal import decode_token, encode_token, install_commit_capture
+from .causal import decode_token, encode_token, install_commit_capture, token_keys
 from .classifier import PRIMARY
 from .connection import RoutingConnection
-from .consistency_state import ConsistencyState
+from .consistency_state import ConsistencyState, allow_pin_window, pin_primary_until, pinned_until
 from .drivers import bounded_connect_args, driver_of, error_number
 from .engine_surface import EngineSurface
 from .failover import (
@@ -69,6 +72,10 @@ def _wait_statement(sql: str) -> sa.TextClause:
     return sa.text(sql)
 
 
+def _pin_mac(key: bytes, cluster: str, until: str) -> str:
+    return hmac.new(key, f"pin.{cluster}.{until}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
 def _after_fork_in_child() -> None:
     """Pools are not shared across fork: the child forgets the parent's connections unclosed."""
     for routing in list(_ENGINES):
@@ -97,6 +104,7 @@ class RoutingEngine(EngineSurface):
         cluster: str,
         primary_reads: Engine,
         observer: Observer,
+        token_keys: tuple[bytes, ...] = (),
     ) -> None:
         self.cluster_id = cluster
         self.primary = primary
@@ -110,6 +118,7 @@ class RoutingEngine(EngineSurface):
         self._engines: dict[str, Engine] = {PRIMARY: primary, **self._replicas}
         self._disposed = False
         self._observer = observer
+        self._token_keys = token_keys
         monitor.subscribe(observer.snapshot_changed)
 
     @property
@@ -167,7 +176,7 @@ class RoutingEngine(EngineSurface):
         check_choice("read_your_writes", mode, READ_YOUR_WRITES)
         lag = policy.max_lag if max_lag is None else check_seconds("max_lag", max_lag)
         state = ConsistencyState(mode, lag, policy.pin_window)
-        state.bind_cluster(self.cluster_id)
+        state.bind_cluster(self.cluster_id, self._decode_token, self._encode_token)
         if after is not None:
             state.start_after(self._decode_token(after))
         return state
@@ -183,11 +192,63 @@ class RoutingEngine(EngineSurface):
         return self._flavor.parse_position(text)
 
     def _decode_token(self, token: str) -> Position:
-        """The position in a consistency token of this cluster; ``ValueError`` for a bad one."""
-        return decode_token(token, self.cluster_id, flavor=self._flavor)
+        """The position in a consistency token of this cluster; ``ValueError`` for a bad one: not
+        signed with this engine's ``token_key`` (when it has one), or naming a position the
+        primary has not produced."""
+        position = decode_token(token, self.cluster_id, flavor=self._flavor, keys=self._token_keys)
+        self._check_produced(position)
+        return position
+
+    def _check_produced(self, position: Position) -> None:
+        """Refuse a position from the future: beyond the primary's, as the monitor last saw it or,
+        if the token is newer than that probe, as the primary says now (one short query)."""
+        if not position or self.monitor.snapshot().primary.position.covers(position):
+            return
+        try:
+            now = self.monitor.primary_position_now()
+        except Exception:  # the primary is unreachable: no read will wait long for it anyway
+            return
+        if not now.covers(position):
+            raise ValueError(
+                f"consistency token names a position the primary has not produced ({position}; "
+                f"the primary is at {now})"
+            )
 
     def _encode_token(self, position: Position) -> str:
-        return encode_token(position, self.cluster_id)
+        return encode_token(position, self.cluster_id, self._token_keys)
+
+    def pin_cookie(self) -> str:
+        """This thread/task's pin (``pin_window``) as a cookie value, signed with ``token_key``.
+
+        ``engine.restore_pin(value)`` in the next request restores it, clamped to ``pin_window``
+        from now; without a ``token_key`` the value is the bare time, which a client could change
+        (only within that clamp).
+        """
+        until = f"{pinned_until():.3f}"
+        if not self._token_keys:
+            return until
+        return f"{until}.{_pin_mac(self._token_keys[0], self.cluster_id, until)}"
+
+    def restore_pin(self, cookie: str | None) -> None:
+        """Restore a :meth:`pin_cookie` value (``None``/``""``: nothing); ``ValueError`` for a bad or
+        unsigned one. Clamped to ``pin_window`` from now."""
+        if not cookie:
+            return
+        if not isinstance(cookie, str) or len(cookie) > 64:
+            raise ValueError("pin cookie must be the short string engine.pin_cookie() returned")
+        until = cookie
+        if self._token_keys:
+            until, _, mac = cookie.rpartition(".")
+            macs = (_pin_mac(key, self.cluster_id, until) for key in self._token_keys)
+            if not any(hmac.compare_digest(mac, expected) for expected in macs):
+                raise ValueError("pin cookie signature does not match (forged, altered or another key)")
+        try:
+            value = float(until)
+        except ValueError:
+            raise ValueError("pin cookie is not a time (expected engine.pin_cookie()'s value)") from None
+        if not math.isfinite(value):
+            raise ValueError("pin cookie is not a finite time")
+        pin_primary_until(min(value, time.time() + self.policy.pin_window))
 
     def _causal_wait(self, connection: Connection, position: Position) -> bool:
         """Wait (at most ``causal_timeout``) on a replica connection until it applied ``position``."""
@@ -227,6 +288,7 @@ class RoutingEngine(EngineSurface):
         self._observer.waited(waited, reached)
         if not reached:
             state.drop_replica()
+            state.give_up(position)
             return Decision(
                 PRIMARY,
                 f"causal: {target} did not reach the position in {waited * 1000:.0f} ms",
@@ -378,6 +440,7 @@ def create_engine(
     read_only_functions: Iterable[str] = (),
     retry: Retry | None = None,
     cluster: str | None = None,
+    token_key: str | bytes | Sequence[str | bytes] | None = None,
     log_statements: bool = False,
     **engine_kwargs: Any,
 ) -> RoutingEngine:
@@ -407,6 +470,9 @@ def create_engine(
     ``retry``: a :class:`~rwsplit.Retry` bounding replica read retries and primary connects.
     ``cluster``: the cluster's name in consistency tokens (default: the primary's
     ``host:port/database``); engines with the same name accept each other's tokens.
+    ``token_key``: a secret (≥ 16 bytes; a list rotates keys: the first signs, all verify) that
+    signs consistency tokens and pin cookies; engines that exchange tokens share it. Without
+    one, tokens are unsigned and bounded instead (see README "Tokens and security").
     ``log_statements``: the decision log (logger ``rwsplit.route`` at DEBUG) also shows each
     statement's text, truncated (default False: never parameters, text only when asked).
     ``**engine_kwargs``: passed to :func:`sqlalchemy.create_engine` for every server (pool sizes,
@@ -504,9 +570,11 @@ def create_engine(
     router = Router(policy, monitor, chosen, functools.partial(checked_out, replica_engines))
     if not isinstance(log_statements, bool):
         raise TypeError(f"log_statements must be True or False, got {type(log_statements).__name__}")
+    keys = token_keys(token_key)
+    allow_pin_window(policy.pin_window)
     observer = Observer(policy.max_lag, log_statements=log_statements)
     engine = RoutingEngine(
-        primary, replica_engines, monitor, router, urls, token_cluster, primary_reads, observer
+        primary, replica_engines, monitor, router, urls, token_cluster, primary_reads, observer, keys
     )
     _ENGINES.add(engine)
     monitor.start(wait=True)

@@ -199,6 +199,18 @@ class Monitor:
             stale_after=self.stale_after,
         )
 
+    def primary_position_now(self) -> Position:
+        """The primary's GTID position read now, on a short connection of the monitor's own (for
+        checks that cannot wait for the next probe); raises the driver's error if it is down."""
+        spec = self._specs[self._primary_name]
+        conn = self._connect(spec)
+        try:
+            self._learn_version(spec.name, conn.get_server_info())  # type: ignore[no-untyped-call]
+            with conn.cursor() as cur:
+                return self._read_position(spec, cur)[3]
+        finally:
+            conn.close()
+
     def subscribe(self, fn: Callable[[Snapshot, Snapshot], None]) -> None:
         """Call ``fn(old, new)`` after each published change (from the probe thread that made it)."""
         self._subscribers.append(fn)

@@ -23,6 +23,7 @@ from .state import ServerState, Snapshot
 
 __all__ = ["Decision", "Router", "PRIMARY", "RETRIED_ON_PRIMARY"]
 
+_WAITED_ONCE = "causal: a wait for this position already timed out"
 _BEHIND_READ = "monotonic reads: no eligible replica has what this session already read"
 
 
@@ -153,6 +154,8 @@ class Router:
             if observed:
                 state.advance(observed)
             return self._replica_decision(choice, reason)
+        if state.waited_for(required):  # one bounded wait per position, whatever the token says
+            return Decision(PRIMARY, _WAITED_ONCE, fallback=True, kind="fallback")
         best = min(candidates, key=lambda r: _likely_first(r, required)).name
         return Decision(best, "causal: wait for the session's position", wait_for=required, kind="causal")
 

@@ -222,7 +222,7 @@ def _other_cluster_token(token: str) -> str:
         (lambda t: t[:20] + t[21:], "malformed|checksum"),
         (lambda t: t.replace(".", "!", 1), "malformed"),
         (lambda t: t[:-1] + ("0" if t[-1] != "0" else "1"), "checksum"),
-        (lambda t: "rw2" + t[3:], "newer rwsplit"),
+        (lambda t: "rw2" + t[3:], "signed, but this engine has no token_key"),
         (lambda t: "rw9." + t[4:], "newer rwsplit"),
         (_other_cluster_token, "another cluster"),
         (lambda t: "rw1." + "a" * 5000, "too long"),
@@ -247,11 +247,14 @@ def test_bad_tokens_are_rejected_clearly(causal: rwsplit.RoutingEngine, mangle, 
 
 def test_a_token_never_sends_a_write_to_a_replica(sandbox: Sandbox, causal: rwsplit.RoutingEngine) -> None:
     far_future = encode_token(parse_mariadb("0-1-999999999"), causal.cluster_id)
+    with pytest.raises(ValueError, match="has not produced"):  # forged: refused before any wait
+        rwsplit.sessionmaker(causal)(after=far_future)
+    with rwsplit.sessionmaker(causal)() as s:
+        s.execute(sa.select(sa.literal(1)))
+        genuine = s.consistency_token()
     pk = _next_id()
-    with rwsplit.sessionmaker(causal)(after=far_future) as s:
+    with rwsplit.sessionmaker(causal)(after=genuine) as s:
         s.add(Doc(id=pk, version=1))
         s.commit()
         assert s.last_target == "primary"
-        # A position no replica has: the bounded wait times out and the read goes to the primary.
         assert s.execute(sa.select(Doc.version).where(Doc.id == pk)).scalar() == 1
-        assert s.last_target == "primary"
