@@ -62,7 +62,7 @@ class Explanation:
             "classification": {"target": c.target, "reason": c.reason, "effect": c.effect},
             "route": None if r is None else {"target": r.target, "reason": r.reason},
             "server_floor": _server_text(self.server),
-            "servers": [dataclasses.asdict(r) for r in self.servers],
+            "servers": [dataclasses.asdict(row) for row in self.servers],
         }
 
 
@@ -91,7 +91,7 @@ def why_not_eligible(row: ServerReport, max_lag: float) -> str | None:
         return "lag not measured yet"
     if row.lag > max_lag:
         return f"lag {row.lag:.3f} s > max_lag {max_lag:g} s"
-    return row.error or "lag too old, or taken out after failures"
+    return row.error or "lag only a lower bound or too old, or taken out after failed reads"
 
 
 def summary(explanation: Explanation, max_lag: float, mode: str) -> list[str]:

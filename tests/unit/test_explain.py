@@ -235,7 +235,7 @@ def _report(**kw: object) -> ServerReport:
         ({"lag": None}, "lag not measured yet"),
         ({"lag": 2.5}, "lag 2.500 s > max_lag 1 s"),
         ({"error": "tripped: 3 failed reads"}, "tripped: 3 failed reads"),
-        ({}, "lag too old, or taken out after failures"),
+        ({}, "lag only a lower bound or too old, or taken out after failed reads"),
     ],
 )
 def test_why_not_eligible(kw: dict[str, object], why: str | None) -> None:
