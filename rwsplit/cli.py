@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import logging
 import os
 import signal
 import sys
@@ -13,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 import pymysql
@@ -21,7 +23,12 @@ import pymysql
 from . import bench as b
 from ._version import __version__
 from .errors import RwsplitError, describe_error
+from .policy import READ_YOUR_WRITES
 from .sandbox import Sandbox
+
+if TYPE_CHECKING:
+    from .explain import Explanation
+    from .state import ServerReport
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -214,15 +221,84 @@ for _name, (_method, _help, _done) in _INJECTIONS.items():
     _injection_command(_name, _method, _help, _done)
 
 
-@cli.command("status")
-@click.option("--primary", "primary_url", metavar="URL", help="SQLAlchemy URL of the primary.")
-@click.option("--replica", "replica_urls", metavar="URL", multiple=True, help="A replica URL (repeat).")
-@click.option(
-    "--sandbox",
-    "sandbox_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Take the URLs from the sandbox in this directory instead.",
+def _server_urls(
+    primary_url: str | None, replica_urls: tuple[str, ...], sandbox_dir: Path | None
+) -> tuple[str | None, tuple[str, ...]]:
+    """The servers given as ``--primary``/``--replica`` URLs or as ``--sandbox DIR``."""
+    if sandbox_dir is not None:
+        if primary_url or replica_urls:
+            raise click.UsageError("give either --sandbox or --primary/--replica, not both")
+        sb = _attach(sandbox_dir)
+        return sb.primary_url, tuple(sb.replica_urls)
+    if replica_urls and not primary_url:
+        raise click.UsageError("--replica needs --primary URL")
+    return primary_url, replica_urls
+
+
+def _servers_options(f: F) -> F:
+    """``--primary URL``, ``--replica URL`` (repeatable) and ``--sandbox DIR``."""
+    options: list[Callable[[F], F]] = [
+        click.option("--primary", "primary_url", metavar="URL", help="SQLAlchemy URL of the primary."),
+        click.option(
+            "--replica", "replica_urls", metavar="URL", multiple=True, help="A replica URL (repeat)."
+        ),
+        click.option(
+            "--sandbox",
+            "sandbox_dir",
+            type=click.Path(file_okay=False, path_type=Path),
+            help="Take the URLs from the sandbox in this directory instead.",
+        ),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+_STATUS_HEADERS = (
+    "server",
+    "role",
+    "url",
+    "reachable",
+    "lag_ms",
+    "measured",
+    "gtid",
+    "in_flight",
+    "eligible",
+    "error",
 )
+
+
+def _status_table(rows: Sequence[ServerReport]) -> str:
+    """``engine.status()`` rows as the table of ``rwsplit status``."""
+    now = time.time()
+    return _format_table(
+        _STATUS_HEADERS,
+        [
+            [
+                r.name,
+                r.role,
+                r.url,
+                "yes" if r.reachable else "no",
+                None if r.lag is None else f"{r.lag * 1000:.0f}",
+                None if r.measured_at is None else f"{now - r.measured_at:.1f}s ago",
+                r.gtid,
+                r.in_flight,
+                "yes" if r.eligible else "no",
+                _short(r.error),
+            ]
+            for r in rows
+        ],
+    )
+
+
+def _watch_interval(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    if value is not None and not (0 < value <= 86400):  # also refuses nan
+        raise click.BadParameter(f"must be > 0 and at most 86400 seconds, got {value!r}")
+    return value
+
+
+@cli.command("status")
+@_servers_options
 @click.option(
     "--max-lag",
     type=click.FloatRange(0, None),
@@ -231,57 +307,200 @@ for _name, (_method, _help, _done) in _INJECTIONS.items():
     help="Lag bound (seconds) for the eligible column.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option(
+    "--watch",
+    type=float,
+    is_flag=False,
+    flag_value=1.0,
+    default=None,
+    metavar="[SECONDS]",
+    callback=_watch_interval,
+    help="Refresh every SECONDS (default 1) until Ctrl-C; with --json, one JSON line per refresh.",
+)
+@click.option(
+    "--count",
+    type=click.IntRange(1, None),
+    default=None,
+    metavar="N",
+    help="With --watch: stop after N refreshes.",
+)
 def status_command(
     primary_url: str | None,
     replica_urls: tuple[str, ...],
     sandbox_dir: Path | None,
     max_lag: float,
     as_json: bool,
+    watch: float | None,
+    count: int | None,
 ) -> None:
     """What rwsplit's monitor sees: reachable, lag, GTID, in-flight and eligibility per server."""
     from .engine import create_engine
 
-    if sandbox_dir is not None:
-        if primary_url or replica_urls:
-            raise click.UsageError("give either --sandbox or --primary/--replica, not both")
-        sb = _attach(sandbox_dir)
-        primary_url, replica_urls = sb.primary_url, tuple(sb.replica_urls)
+    if count is not None and watch is None:
+        raise click.UsageError("--count needs --watch")
+    primary_url, replica_urls = _server_urls(primary_url, replica_urls, sandbox_dir)
     if not primary_url:
         raise click.UsageError("--primary URL (or --sandbox DIR) is required")
+    if watch is not None:
+        # Ctrl-C is how watch ends (also while connecting or disposing): exit 0.
+        with contextlib.suppress(KeyboardInterrupt):
+            _watch(primary_url, replica_urls, max_lag, watch, count, as_json)
+        return
     engine = create_engine(primary_url, replicas=list(replica_urls), max_lag=max_lag)
     try:
         rows = engine.status()
     finally:
         engine.dispose()
-    now = time.time()
-    _echo_rows(
-        rows,
-        as_json,
-        [
-            "server",
-            "role",
-            "url",
-            "reachable",
-            "lag_ms",
-            "measured",
-            "gtid",
-            "in_flight",
-            "eligible",
-            "error",
-        ],
-        lambda r: [
-            r.name,
-            r.role,
-            r.url,
-            "yes" if r.reachable else "no",
-            None if r.lag is None else f"{r.lag * 1000:.0f}",
-            None if r.measured_at is None else f"{now - r.measured_at:.1f}s ago",
-            r.gtid,
-            r.in_flight,
-            "yes" if r.eligible else "no",
-            _short(r.error),
-        ],
+    if as_json:
+        click.echo(json.dumps([dataclasses.asdict(r) for r in rows], indent=2))
+    else:
+        click.echo(_status_table(rows))
+
+
+def _watch(
+    primary_url: str,
+    replica_urls: tuple[str, ...],
+    max_lag: float,
+    interval: float,
+    count: int | None,
+    as_json: bool,
+) -> None:
+    """Print the servers' status every ``interval`` seconds, ``count`` times (None: until Ctrl-C)."""
+    from .engine import create_engine
+
+    tty = not as_json and sys.stdout.isatty()
+    monitor_interval = min(0.5, max(0.05, interval))  # probes at least as often as the refreshes
+    engine = create_engine(
+        primary_url, replicas=list(replica_urls), max_lag=max_lag, monitor_interval=monitor_interval
     )
+    started = time.monotonic()
+    shown = 0
+    try:
+        while count is None or shown < count:
+            if shown:
+                time.sleep(max(0.0, started + shown * interval - time.monotonic()))
+            rows = engine.status()
+            if as_json:
+                click.echo(json.dumps([dataclasses.asdict(r) for r in rows]))
+            else:
+                stamp = time.strftime("%H:%M:%S")
+                text = f"rwsplit status at {stamp}, every {interval:g} s\n{_status_table(rows)}"
+                if tty:  # redraw in place: cursor home, erase each line's rest and what is below
+                    home = "\033[H" if shown else "\033[H\033[2J"
+                    click.echo(home + "\n".join(f"{line}\033[K" for line in text.splitlines()) + "\033[J")
+                else:
+                    click.echo(("\n" if shown else "") + text)
+            shown += 1
+    except KeyboardInterrupt:
+        if tty:
+            click.echo()
+        raise
+    finally:
+        engine.dispose()
+
+
+@cli.command("explain")
+@click.argument("sql", metavar="SQL")
+@click.option(
+    "--read-only-function",
+    "read_only_functions",
+    metavar="NAME",
+    multiple=True,
+    help="A stored function/UDF to treat as read-only (repeat), as create_engine's read_only_functions.",
+)
+@_servers_options
+@click.option(
+    "--max-lag",
+    type=click.FloatRange(0, None),
+    default=1.0,
+    show_default=True,
+    help="With servers: the engine's lag bound in seconds.",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(READ_YOUR_WRITES),
+    default="session",
+    show_default=True,
+    help="With servers: the engine's read_your_writes.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+@click.pass_context
+def explain_command(
+    ctx: click.Context,
+    sql: str,
+    read_only_functions: tuple[str, ...],
+    primary_url: str | None,
+    replica_urls: tuple[str, ...],
+    sandbox_dir: Path | None,
+    max_lag: float,
+    mode: str,
+    as_json: bool,
+) -> None:
+    """How SQL is classified (target, effect, reason); with servers, where it would go right now.
+
+    SQL is one statement (or ``-`` to read it from stdin). With --primary/--replica or --sandbox,
+    a routing engine is built and asked where a new session would send SQL now, and each
+    server's lag and eligibility is shown.
+    """
+    from . import explain as x
+
+    try:
+        sql = x.read_statement(sql, sys.stdin.buffer)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="SQL") from None
+    for name in read_only_functions:
+        if not name.strip():
+            raise click.BadParameter("a function name cannot be empty", param_hint="--read-only-function")
+    primary_url, replica_urls = _server_urls(primary_url, replica_urls, sandbox_dir)
+    if not primary_url:
+        for name in ("max_lag", "mode"):
+            if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE:
+                raise click.UsageError(f"--{name.replace('_', '-')} needs --primary URL or --sandbox DIR")
+        result = x.explain(sql, read_only_functions)
+    else:
+        result = _explain_on_servers(sql, read_only_functions, primary_url, replica_urls, max_lag, mode)
+    if as_json:
+        click.echo(json.dumps(result.as_dict(), indent=2))
+        return
+    click.echo("\n".join(x.summary(result, max_lag, mode)))
+    if result.route is not None:
+        click.echo()
+        click.echo(_status_table(result.servers))
+
+
+def _explain_on_servers(
+    sql: str,
+    read_only_functions: tuple[str, ...],
+    primary_url: str,
+    replica_urls: tuple[str, ...],
+    max_lag: float,
+    mode: str,
+) -> Explanation:
+    """``explain`` through a routing engine on the servers; exit 1 if the primary is unreachable."""
+    from . import explain as x
+    from .engine import create_engine
+
+    quiet = logging.NullHandler()  # the table says which server cannot serve: no start-up warnings
+    log = logging.getLogger("rwsplit")
+    log.addHandler(quiet)
+    try:
+        engine = create_engine(
+            primary_url,
+            replicas=list(replica_urls),
+            max_lag=max_lag,
+            read_your_writes=mode,
+            read_only_functions=read_only_functions,
+        )
+    finally:
+        log.removeHandler(quiet)
+    try:
+        primary = engine.status()[0]
+        if not primary.reachable:
+            error = " ".join((primary.error or "no answer").split())
+            _fail(f"cannot reach the primary ({primary.url}): {error}", 1)
+        return x.explain(sql, engine=engine)
+    finally:
+        engine.dispose()
 
 
 @cli.command("bench")
