@@ -114,6 +114,10 @@ class AsyncRoutingEngine:
         """The monitor's latest view of every server (no I/O: it reads the last probes)."""
         return self.sync_engine.status()
 
+    def verify_token(self, token: str) -> None:
+        """:meth:`rwsplit.RoutingEngine.verify_token` (``ValueError`` for a token it would refuse)."""
+        self.sync_engine.verify_token(token)
+
     def stats(self, reset: bool = False) -> Stats:
         """What this engine routed (:meth:`rwsplit.RoutingEngine.stats`)."""
         return self.sync_engine.stats(reset)

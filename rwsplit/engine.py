@@ -199,6 +199,12 @@ class RoutingEngine(EngineSurface):
         self._check_produced(position)
         return position
 
+    def verify_token(self, token: str) -> None:
+        """Check a client's token at the boundary: ``ValueError`` if this engine would refuse it
+        (malformed, unsigned or wrongly signed with a ``token_key``, another cluster, or a
+        position the primary has not produced), e.g. to answer HTTP 400 before any work."""
+        self._decode_token(token)
+
     def _check_produced(self, position: Position) -> None:
         """Refuse a position from the future: beyond the primary's, as the monitor last saw it or,
         if the token is newer than that probe, as the primary says now (one short query)."""
