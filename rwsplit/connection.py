@@ -273,6 +273,8 @@ class RoutingConnection(ConnectionEventsTarget):
 
     def _reader_connection(self, bind: Engine) -> Connection:
         """Primary reads outside a transaction: autocommit, so each sees the latest commits."""
+        if self._reader is not None and self._reader.invalidated:
+            self._drop_reader()  # autocommit: nothing of a transaction was lost with it
         if self._reader is None:
             self._check_lost()
             self._reader = bind.connect()
@@ -280,13 +282,21 @@ class RoutingConnection(ConnectionEventsTarget):
 
     def _replica_connection(self, name: str) -> Connection:
         if self._replica is not None:
-            if self._replica[0] == name:
+            # Invalidated under a statement (a cancelled task, an interrupt): it ran in autocommit,
+            # so no transaction was lost with it; a fresh one serves, never PendingRollbackError.
+            if self._replica[0] == name and not self._replica[1].invalidated:
                 return self._replica[1]
             self._drop_replica()
         self._check_lost()
         conn = self.engine.engines[name].connect()
         self._replica = (name, conn)
         return conn
+
+    def _drop_reader(self) -> None:
+        if self._reader is not None:
+            with contextlib.suppress(Exception):
+                self._reader.close()
+            self._reader = None
 
     def _drop_replica(self) -> None:
         if self._replica is not None:

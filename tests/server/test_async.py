@@ -355,3 +355,47 @@ def test_primary_connect_backoff_never_blocks_the_loop(sandbox: Sandbox, make: M
     finally:
         sandbox.start("primary")
         sandbox.wait_caught_up(timeout=60)
+
+
+# --------------------------------------------------------------- review 14: AsyncRoutingConnection
+def test_a_cancelled_replica_read_leaves_the_connection_usable(
+    sandbox: Sandbox, make: Make, driver: str
+) -> None:
+    """``asyncio.timeout`` around a replica read (README: aiomysql's only read bound) invalidates that
+    replica's connection; later reads of the same AsyncRoutingConnection there get a fresh one (it
+    ran in autocommit: nothing was lost), not PendingRollbackError for ever, even after rollback()."""
+    make()  # tables, caught up
+    engine = rwsplit.create_async_engine(
+        with_driver(sandbox.primary_url, driver),
+        replicas=[with_driver(sandbox.replica_urls[0], driver)],  # one replica: reads go back there
+        monitor_interval=FAST,
+    )
+    ids = _ids(sandbox)
+
+    async def read(conn: rwsplit.AsyncRoutingConnection) -> str:
+        return ids[int((await conn.execute(sa.text(SERVER_ID))).scalar_one())]
+
+    async def eligible() -> None:
+        while not engine.status()[1].eligible:
+            await asyncio.sleep(0.05)
+
+    async def cancel_a_read_on_replica1(conn: rwsplit.AsyncRoutingConnection) -> None:
+        await asyncio.wait_for(eligible(), 15)
+        assert await read(conn) == "replica1"
+        sandbox.freeze(1)
+        try:
+            with pytest.raises((asyncio.TimeoutError, TimeoutError)):
+                await asyncio.wait_for(read(conn), 0.3)
+        finally:
+            sandbox.thaw(1)
+        await asyncio.wait_for(eligible(), 15)
+
+    async def body() -> None:
+        async with engine.connect() as conn:
+            await cancel_a_read_on_replica1(conn)
+            assert await read(conn) == "replica1"
+            await cancel_a_read_on_replica1(conn)
+            await conn.rollback()
+            assert await read(conn) == "replica1"
+
+    _run(body, engine)
