@@ -315,6 +315,14 @@ class RoutingConnection(ConnectionEventsTarget):
         setting autobegan one) raises ``InvalidRequestError``; use :meth:`begin_nested` for a
         savepoint. Reads alone begin nothing that ``begin()`` would trip on.
         """
+        self._check_can_begin()
+        if self._reads_in_transaction():
+            self._primary.commit()  # type: ignore[union-attr]
+        self._transaction = RoutingTransaction(self)
+        return self._transaction
+
+    def _check_can_begin(self) -> None:
+        """What :meth:`begin` refuses, checked before it does any I/O."""
         self._check_closed()
         if self._transaction is not None or self._lost is not None or self.state.tx_on_primary:
             raise sa.exc.InvalidRequestError(
@@ -322,10 +330,11 @@ class RoutingConnection(ConnectionEventsTarget):
                 "it first, or use begin_nested() for a savepoint"
             )
         self._check_open()
-        if self._primary is not None and self._primary.in_transaction():
-            self._primary.commit()  # only reads ran in it (pinned reads autobegin, like replica reads do not)
-        self._transaction = RoutingTransaction(self)
-        return self._transaction
+
+    def _reads_in_transaction(self) -> bool:
+        """Pinned primary reads autobegan a transaction (replica reads do not): :meth:`begin`
+        commits it first, a round trip to the primary."""
+        return self._primary is not None and self._primary.in_transaction()
 
     def begin_nested(self) -> NestedTransaction:
         """A SAVEPOINT on the primary (SQLAlchemy's ``NestedTransaction``); the transaction stays there."""
