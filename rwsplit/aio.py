@@ -9,10 +9,12 @@ The monitor probes from its own threads with its own PyMySQL connections, beside
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
+import sqlalchemy.exc as sa_exc
 import sqlalchemy.ext.asyncio as sa_async
 from sqlalchemy.engine import URL, Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
@@ -40,6 +42,7 @@ __all__ = [
     "AsyncRoutingEngine",
     "AsyncRoutingConnection",
     "AsyncRoutingTransaction",
+    "AsyncRoutingNestedTransaction",
     "AsyncRoutingSession",
     "async_sessionmaker",
 ]
@@ -140,7 +143,12 @@ class AsyncRoutingEngine:
             yield conn
 
     async def dispose(self, close: bool = True) -> None:
-        """Stop the monitor and close every pooled connection (awaited, as ``AsyncEngine.dispose``)."""
+        """Stop the monitor and close every pooled connection (awaited, as ``AsyncEngine.dispose``).
+
+        The monitor's threads are joined in a worker thread: one may be in the middle of a probe
+        of a server that stopped answering (up to ``monitor_timeout``), which must not stall the loop.
+        """
+        await asyncio.to_thread(self.sync_engine.monitor.stop)
         await greenlet_spawn(self.sync_engine.dispose, close)
 
     async def __aenter__(self) -> AsyncRoutingEngine:
@@ -155,28 +163,99 @@ class AsyncRoutingEngine:
 
 class AsyncRoutingTransaction:
     """What :meth:`AsyncRoutingConnection.begin` returns: ``await`` its ``commit()``/``rollback()``,
-    or use it as an ``async with`` block (commits on success, rolls back on error)."""
+    or use it as an ``async with`` block (commits on success, rolls back on error).
 
-    def __init__(self, connection: AsyncRoutingConnection, sync: RoutingTransaction) -> None:
+    As SQLAlchemy's ``AsyncTransaction`` it may be awaited (``trans = await conn.begin()``). When
+    beginning needs a round trip (pinned primary reads autobegan a transaction, which ``begin()``
+    commits first) it happens when the transaction is awaited or entered, in the greenlet.
+    """
+
+    def __init__(self, connection: AsyncRoutingConnection, sync: RoutingTransaction | None) -> None:
         self.connection = connection
         self.sync_transaction = sync
 
     @property
     def is_active(self) -> bool:
-        return self.sync_transaction.is_active
+        return (
+            self.sync_transaction.is_active
+            if self.sync_transaction is not None
+            else not self.connection.closed
+        )
+
+    async def start(self) -> AsyncRoutingTransaction:
+        """Begin, if that waited for a round trip (``await conn.begin()`` calls this)."""
+        if self.sync_transaction is None:
+            self.sync_transaction = await self.connection._call(self.connection.sync_connection.begin)
+        return self
+
+    def __await__(self) -> Generator[Any, None, AsyncRoutingTransaction]:
+        return self.start().__await__()
 
     async def commit(self) -> None:
-        await greenlet_spawn(self.sync_transaction.commit)
+        if self.sync_transaction is None:  # never awaited: its statements ran in the connection's own
+            await self.connection.commit()
+        else:
+            await self.connection._call(self.sync_transaction.commit)
 
     async def rollback(self) -> None:
-        await greenlet_spawn(self.sync_transaction.rollback)
+        if self.sync_transaction is None:
+            await self.connection.rollback()
+        else:
+            await self.connection._call(self.sync_transaction.rollback)
 
     async def __aenter__(self) -> AsyncRoutingTransaction:
+        await self.start()
+        assert self.sync_transaction is not None
         self.sync_transaction.__enter__()
         return self
 
     async def __aexit__(self, exc_type: object, *exc: object) -> None:
-        await greenlet_spawn(self.sync_transaction.__exit__, exc_type, *exc)
+        assert self.sync_transaction is not None
+        await self.connection._call(self.sync_transaction.__exit__, exc_type, *exc)
+
+
+class AsyncRoutingNestedTransaction:
+    """What :meth:`AsyncRoutingConnection.begin_nested` returns: a SAVEPOINT on the primary.
+
+    ``async with conn.begin_nested():`` (released on success, rolled back to on error), or
+    ``sp = await conn.begin_nested()`` then ``await sp.commit()``/``await sp.rollback()``, as with
+    SQLAlchemy's ``AsyncConnection``. ``sync_transaction`` is the ``NestedTransaction`` once begun.
+    """
+
+    def __init__(self, connection: AsyncRoutingConnection) -> None:
+        self.connection = connection
+        self.sync_transaction: NestedTransaction | None = None
+
+    @property
+    def is_active(self) -> bool:
+        return self.sync_transaction is not None and self.sync_transaction.is_active
+
+    async def start(self) -> AsyncRoutingNestedTransaction:
+        if self.sync_transaction is None:
+            self.sync_transaction = await self.connection._call(self.connection.sync_connection.begin_nested)
+        return self
+
+    def __await__(self) -> Generator[Any, None, AsyncRoutingNestedTransaction]:
+        return self.start().__await__()
+
+    def _begun(self) -> NestedTransaction:
+        if self.sync_transaction is None:
+            raise sa_exc.InvalidRequestError("this savepoint was never begun: await conn.begin_nested()")
+        return self.sync_transaction
+
+    async def commit(self) -> None:
+        """Release the savepoint."""
+        await self.connection._call(self._begun().commit)
+
+    async def rollback(self) -> None:
+        """Roll back to the savepoint."""
+        await self.connection._call(self._begun().rollback)
+
+    async def __aenter__(self) -> AsyncRoutingNestedTransaction:
+        return await self.start()
+
+    async def __aexit__(self, exc_type: object, *exc: object) -> None:
+        await self.connection._call(self._begun().__exit__, exc_type, *exc)
 
 
 class AsyncRoutingConnection:
@@ -189,6 +268,17 @@ class AsyncRoutingConnection:
 
     def __init__(self, sync_connection: RoutingConnection) -> None:
         self.sync_connection = sync_connection
+        self._isolation_level: str | None = None  # set by execution_options(), applied in the greenlet
+
+    async def _call(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+        """``fn(*args, **kwargs)`` in SQLAlchemy's greenlet, after a pending isolation level."""
+        return await greenlet_spawn(self._in_greenlet, fn, args, kwargs)
+
+    def _in_greenlet(self, fn: Callable[..., _T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> _T:
+        level, self._isolation_level = self._isolation_level, None
+        if level is not None:  # checks out the primary's connection: I/O, here in the greenlet
+            self.sync_connection.execution_options(isolation_level=level)
+        return fn(*args, **kwargs)
 
     @property
     def state(self) -> ConsistencyState:
@@ -229,7 +319,7 @@ class AsyncRoutingConnection:
     ) -> CursorResult[Unpack[_AnyRow]]: ...
     async def execute(self, statement: Any, parameters: Any = None, *, execution_options: Any = None) -> Any:
         """``AsyncConnection.execute``, on the connection this statement routes to."""
-        return await greenlet_spawn(
+        return await self._call(
             self.sync_connection.execute, statement, parameters, execution_options=execution_options
         )
 
@@ -237,7 +327,7 @@ class AsyncRoutingConnection:
         self, statement: str, parameters: Any = None, execution_options: Mapping[str, Any] | None = None
     ) -> CursorResult[Unpack[_AnyRow]]:
         """``AsyncConnection.exec_driver_sql``, routed by the text of ``statement``."""
-        return await greenlet_spawn(
+        return await self._call(
             self.sync_connection.exec_driver_sql, statement, parameters, execution_options
         )
 
@@ -271,36 +361,47 @@ class AsyncRoutingConnection:
 
     async def run_sync(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
         """``fn(sync_connection, *args, **kwargs)`` in the greenlet (``AsyncConnection.run_sync``)."""
-        return await greenlet_spawn(fn, self.sync_connection, *args, **kwargs)
+        return await self._call(fn, self.sync_connection, *args, **kwargs)
 
     def begin(self) -> AsyncRoutingTransaction:
-        """A transaction: ``async with conn.begin():`` or ``await trans.commit()`` (no I/O until a
-        statement runs: writes begin on the primary)."""
-        return AsyncRoutingTransaction(self, self.sync_connection.begin())
+        """A transaction: ``async with conn.begin():``, ``await conn.begin()`` or ``trans = conn.begin()``
+        then ``await trans.commit()`` (writes begin on the primary)."""
+        sync = self.sync_connection
+        sync._check_can_begin()
+        if self._isolation_level is not None or sync._reads_in_transaction():
+            return AsyncRoutingTransaction(self, None)  # begins when awaited: a round trip first
+        return AsyncRoutingTransaction(self, sync.begin())
 
-    async def begin_nested(self) -> NestedTransaction:
-        """A SAVEPOINT on the primary; end it with ``await conn.run_sync(lambda c: sp.commit())``."""
-        return await greenlet_spawn(self.sync_connection.begin_nested)
+    def begin_nested(self) -> AsyncRoutingNestedTransaction:
+        """A SAVEPOINT on the primary: ``async with conn.begin_nested():`` or
+        ``sp = await conn.begin_nested()`` then ``await sp.commit()`` (the transaction stays there)."""
+        return AsyncRoutingNestedTransaction(self)
 
     def in_transaction(self) -> bool:
         return self.sync_connection.in_transaction()
 
     def execution_options(self, **options: Any) -> AsyncRoutingConnection:
-        """Options for every later statement of this connection (``isolation_level``: the primary's)."""
+        """Options for every later statement of this connection, returned (awaitable, as
+        ``await conn.execution_options(...)`` with SQLAlchemy). ``isolation_level`` is the
+        primary's: set on its connection (a round trip) when awaited or before the next statement."""
+        level = options.pop("isolation_level", None)
         self.sync_connection.execution_options(**options)
+        if level is not None:
+            self._isolation_level = level
         return self
 
     async def commit(self) -> None:
-        await greenlet_spawn(self.sync_connection.commit)
+        await self._call(self.sync_connection.commit)
 
     async def rollback(self) -> None:
-        await greenlet_spawn(self.sync_connection.rollback)
+        await self._call(self.sync_connection.rollback)
 
     async def invalidate(self, exception: BaseException | None = None) -> None:
         await greenlet_spawn(self.sync_connection.invalidate, exception)
 
     async def close(self) -> None:
         """Roll back anything uncommitted and return the connections to their pools."""
+        self._isolation_level = None
         await greenlet_spawn(self.sync_connection.close)
 
     def consistency_token(self) -> str:
@@ -311,10 +412,15 @@ class AsyncRoutingConnection:
         """Make later reads see at least the position in ``token``."""
         self.sync_connection.advance(token)
 
-    def __await__(self) -> Generator[Any, None, AsyncRoutingConnection]:
-        """``conn = await engine.connect()`` as with SQLAlchemy (nothing to open until a statement)."""
-        yield from ()
+    async def _settled(self) -> AsyncRoutingConnection:
+        if self._isolation_level is not None:
+            await self._call(lambda: None)
         return self
+
+    def __await__(self) -> Generator[Any, None, AsyncRoutingConnection]:
+        """``conn = await engine.connect()`` as with SQLAlchemy (nothing to open until a statement);
+        ``await conn.execution_options(isolation_level=…)`` sets the level on the primary now."""
+        return self._settled().__await__()
 
     async def __aenter__(self) -> AsyncRoutingConnection:
         return self
@@ -395,4 +501,3 @@ def async_sessionmaker(engine: AsyncRoutingEngine, **kw: Any) -> sa_async.async_
     if not (isinstance(class_, type) and issubclass(class_, AsyncRoutingSession)):
         raise TypeError("class_ must be AsyncRoutingSession or a subclass of it")
     return sa_async.async_sessionmaker(class_=class_, routing_engine=engine.sync_engine, **kw)
-

@@ -273,6 +273,8 @@ class RoutingConnection(ConnectionEventsTarget):
 
     def _reader_connection(self, bind: Engine) -> Connection:
         """Primary reads outside a transaction: autocommit, so each sees the latest commits."""
+        if self._reader is not None and self._reader.invalidated:
+            self._drop_reader()  # autocommit: nothing of a transaction was lost with it
         if self._reader is None:
             self._check_lost()
             self._reader = bind.connect()
@@ -280,13 +282,21 @@ class RoutingConnection(ConnectionEventsTarget):
 
     def _replica_connection(self, name: str) -> Connection:
         if self._replica is not None:
-            if self._replica[0] == name:
+            # Invalidated under a statement (a cancelled task, an interrupt): it ran in autocommit,
+            # so no transaction was lost with it; a fresh one serves, never PendingRollbackError.
+            if self._replica[0] == name and not self._replica[1].invalidated:
                 return self._replica[1]
             self._drop_replica()
         self._check_lost()
         conn = self.engine.engines[name].connect()
         self._replica = (name, conn)
         return conn
+
+    def _drop_reader(self) -> None:
+        if self._reader is not None:
+            with contextlib.suppress(Exception):
+                self._reader.close()
+            self._reader = None
 
     def _drop_replica(self) -> None:
         if self._replica is not None:
@@ -305,6 +315,14 @@ class RoutingConnection(ConnectionEventsTarget):
         setting autobegan one) raises ``InvalidRequestError``; use :meth:`begin_nested` for a
         savepoint. Reads alone begin nothing that ``begin()`` would trip on.
         """
+        self._check_can_begin()
+        if self._reads_in_transaction():
+            self._primary.commit()  # type: ignore[union-attr]
+        self._transaction = RoutingTransaction(self)
+        return self._transaction
+
+    def _check_can_begin(self) -> None:
+        """What :meth:`begin` refuses, checked before it does any I/O."""
         self._check_closed()
         if self._transaction is not None or self._lost is not None or self.state.tx_on_primary:
             raise sa.exc.InvalidRequestError(
@@ -312,10 +330,11 @@ class RoutingConnection(ConnectionEventsTarget):
                 "it first, or use begin_nested() for a savepoint"
             )
         self._check_open()
-        if self._primary is not None and self._primary.in_transaction():
-            self._primary.commit()  # only reads ran in it (pinned reads autobegin, like replica reads do not)
-        self._transaction = RoutingTransaction(self)
-        return self._transaction
+
+    def _reads_in_transaction(self) -> bool:
+        """Pinned primary reads autobegan a transaction (replica reads do not): :meth:`begin`
+        commits it first, a round trip to the primary."""
+        return self._primary is not None and self._primary.in_transaction()
 
     def begin_nested(self) -> NestedTransaction:
         """A SAVEPOINT on the primary (SQLAlchemy's ``NestedTransaction``); the transaction stays there."""

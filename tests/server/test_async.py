@@ -355,3 +355,141 @@ def test_primary_connect_backoff_never_blocks_the_loop(sandbox: Sandbox, make: M
     finally:
         sandbox.start("primary")
         sandbox.wait_caught_up(timeout=60)
+
+
+# --------------------------------------------------------------- review 14: AsyncRoutingConnection
+def test_a_cancelled_replica_read_leaves_the_connection_usable(
+    sandbox: Sandbox, make: Make, driver: str
+) -> None:
+    """``asyncio.timeout`` around a replica read (README: aiomysql's only read bound) invalidates that
+    replica's connection; later reads of the same AsyncRoutingConnection there get a fresh one (it
+    ran in autocommit: nothing was lost), not PendingRollbackError for ever, even after rollback()."""
+    make()  # tables, caught up
+    engine = rwsplit.create_async_engine(
+        with_driver(sandbox.primary_url, driver),
+        replicas=[with_driver(sandbox.replica_urls[0], driver)],  # one replica: reads go back there
+        monitor_interval=FAST,
+    )
+    ids = _ids(sandbox)
+
+    async def read(conn: rwsplit.AsyncRoutingConnection) -> str:
+        return ids[int((await conn.execute(sa.text(SERVER_ID))).scalar_one())]
+
+    async def eligible() -> None:
+        while not engine.status()[1].eligible:
+            await asyncio.sleep(0.05)
+
+    async def cancel_a_read_on_replica1(conn: rwsplit.AsyncRoutingConnection) -> None:
+        await asyncio.wait_for(eligible(), 15)
+        assert await read(conn) == "replica1"
+        sandbox.freeze(1)
+        try:
+            with pytest.raises((asyncio.TimeoutError, TimeoutError)):
+                await asyncio.wait_for(read(conn), 0.3)
+        finally:
+            sandbox.thaw(1)
+        await asyncio.wait_for(eligible(), 15)
+
+    async def body() -> None:
+        async with engine.connect() as conn:
+            await cancel_a_read_on_replica1(conn)
+            assert await read(conn) == "replica1"
+            await cancel_a_read_on_replica1(conn)
+            await conn.rollback()
+            assert await read(conn) == "replica1"
+
+    _run(body, engine)
+
+
+def test_begin_after_a_read_pinned_to_the_primary(sandbox: Sandbox, make: Make) -> None:
+    """A pinned primary read autobegins a transaction that ``begin()`` commits first: that round trip
+    runs in the greenlet when the transaction is entered or awaited (was MissingGreenlet)."""
+    engine = make()
+    names = [unique(), unique(), unique()]
+
+    async def body() -> None:
+        async with engine.connect() as conn:
+            await conn.execute(sa.text(SERVER_ID).execution_options(rwsplit_route="primary"))
+            async with conn.begin():
+                await conn.execute(sa.insert(User).values(name=names[0]))
+            await conn.execute(sa.text(SERVER_ID).execution_options(rwsplit_route="primary"))
+            trans = await conn.begin()
+            await conn.execute(sa.insert(User).values(name=names[1]))
+            await trans.commit()
+            await conn.execute(sa.text(SERVER_ID).execution_options(rwsplit_route="primary"))
+            trans = conn.begin()  # not awaited, as the sync API: commit() still commits its statements
+            await conn.execute(sa.insert(User).values(name=names[2]))
+            await trans.commit()
+        async with engine.connect() as conn:
+            got = await conn.scalars(
+                sa.select(User.name).where(User.name.in_(names)),
+                execution_options={"rwsplit_route": "primary"},
+            )
+            assert sorted(got.all()) == sorted(names)
+
+    _run(body, engine)
+
+
+def test_isolation_level_is_set_on_the_primary_in_the_greenlet(sandbox: Sandbox, make: Make) -> None:
+    engine = make()
+    ids = _ids(sandbox)
+
+    async def body() -> None:
+        async with engine.connect() as conn:
+            conn.execution_options(isolation_level="SERIALIZABLE")  # was MissingGreenlet at once
+            level = (await conn.execute(sa.text("SELECT @@SESSION.tx_isolation"))).scalar_one()
+            assert level == "SERIALIZABLE" and conn.last_target == "primary"
+        async with engine.connect() as conn:
+            await conn.execution_options(isolation_level="READ COMMITTED")  # as with SQLAlchemy
+            assert ids[int((await conn.execute(sa.text(SERVER_ID))).scalar_one())] == "primary"
+            level = (await conn.execute(sa.text("SELECT @@SESSION.tx_isolation"))).scalar_one()
+            assert level == "READ-COMMITTED"
+
+    _run(body, engine)
+
+
+def test_savepoints_as_in_sqlalchemys_async_connection(sandbox: Sandbox, make: Make) -> None:
+    """``async with conn.begin_nested():`` and ``await sp.rollback()`` (were a TypeError and a
+    MissingGreenlet: begin_nested returned the sync NestedTransaction)."""
+    engine = make()
+    kept, dropped = unique(), unique()
+
+    async def body() -> None:
+        async with engine.connect() as conn:
+            async with conn.begin_nested():
+                await conn.execute(sa.insert(User).values(name=kept))
+            sp = await conn.begin_nested()
+            await conn.execute(sa.insert(User).values(name=dropped))
+            await sp.rollback()
+            assert not sp.is_active
+            await conn.commit()
+        async with engine.connect() as conn:
+            got = await conn.scalars(
+                sa.select(User.name).where(User.name.in_([kept, dropped])),
+                execution_options={"rwsplit_route": "primary"},
+            )
+            assert got.all() == [kept]
+
+    _run(body, engine)
+
+
+def test_dispose_never_blocks_the_loop_on_a_frozen_server(sandbox: Sandbox, make: Make) -> None:
+    """The monitor's probe of a frozen replica hangs up to monitor_timeout: dispose() joins its
+    thread off the loop (it stalled the loop ~0.7 s)."""
+    engine = make()
+    gaps: list[float] = []
+
+    async def body() -> None:
+        stop, tick = _ticking(gaps)
+        ticker = asyncio.create_task(tick())
+        await asyncio.sleep(0.4)  # a probe of the frozen replica is in flight
+        await engine.dispose()
+        stop.set()
+        await ticker
+        assert max(gaps) < 0.15, f"the loop stalled {max(gaps):.3f} s"
+
+    sandbox.freeze(1)
+    try:
+        asyncio.run(body())
+    finally:
+        sandbox.thaw(1)
