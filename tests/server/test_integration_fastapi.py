@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from helpers import unique, with_driver
 from models import Item
@@ -16,10 +17,15 @@ import rwsplit
 from rwsplit.integrations.fastapi import TOKEN_HEADER, session_dependency
 from rwsplit.sandbox import Sandbox
 
+TEST_KEY = "a-test-token-key-from-the-environment"
+
 
 @pytest.fixture()
-def example(sandbox: Sandbox, tables: None, caught_up) -> Iterator[dict[str, Any]]:
+def example(
+    sandbox: Sandbox, tables: None, caught_up, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[dict[str, Any]]:
     """README's FastAPI block executed with the sandbox's URLs (``Item`` from tests/models.py)."""
+    monkeypatch.setenv("RWSPLIT_TOKEN_KEY", TEST_KEY)
     caught_up()
     source = code_block("Integrations")
     urls = re.findall(r'"(mysql\+pymysql://[^"]+)"', source)
@@ -57,12 +63,23 @@ def test_a_malformed_token_is_a_400_not_a_500(example: dict[str, Any], bad: str)
 
 
 def test_a_token_from_another_cluster_is_a_400(example: dict[str, Any], make_engine) -> None:
-    other = make_engine(cluster="elsewhere", wait=False)
+    other = make_engine(cluster="elsewhere", token_key=TEST_KEY, wait=False)
     foreign = rwsplit.sessionmaker(other)().consistency_token()
     client = TestClient(example["app"], raise_server_exceptions=False)
     response = client.get("/items/1", headers={TOKEN_HEADER: foreign})
     assert response.status_code == 400
     assert "cluster" in response.json()["detail"]
+
+
+def test_an_unsigned_or_forged_token_is_a_400(example: dict[str, Any], make_engine) -> None:
+    unsigned = make_engine(wait=False)  # same cluster, no key: what a client can compute
+    with rwsplit.sessionmaker(unsigned)() as s:
+        s.execute(sa.text("SELECT 1"))
+        forged = s.consistency_token()
+    client = TestClient(example["app"], raise_server_exceptions=False)
+    response = client.get("/items/1", headers={TOKEN_HEADER: forged})
+    assert response.status_code == 400
+    assert "not signed" in response.json()["detail"]
 
 
 def test_a_bad_factory_is_refused_at_once() -> None:
@@ -74,9 +91,10 @@ def test_a_bad_factory_is_refused_at_once() -> None:
 
 @pytest.mark.parametrize("driver", ["asyncmy", "aiomysql"])
 def test_the_async_example_carries_the_token(
-    sandbox: Sandbox, tables: None, caught_up, driver: str, on_primary
+    sandbox: Sandbox, tables: None, caught_up, driver: str, on_primary, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """README's async FastAPI block as written: 400 for a bad token, the write seen via its token."""
+    monkeypatch.setenv("RWSPLIT_TOKEN_KEY", TEST_KEY)
     caught_up()
     source = code_block("Integrations", after="``async def`` views")
     urls = re.findall(r'"(mysql\+asyncmy://[^"]+)"', source)

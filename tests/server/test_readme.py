@@ -17,6 +17,8 @@ from sqlalchemy import String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 import rwsplit
+from rwsplit.causal import encode_token
+from rwsplit.gtid import parse_mariadb
 from rwsplit.sandbox import Sandbox
 
 README = pathlib.Path(__file__).resolve().parents[2] / "README.rst"
@@ -106,7 +108,13 @@ def test_the_causal_http_example_runs_as_written(
     although both replicas are 30 s behind; without it the request reads a stale replica."""
     engine = rwsplit.create_engine(sandbox.primary_url, replicas=sandbox.replica_urls, max_lag=60)
     Session = rwsplit.sessionmaker(engine)
-    scope: dict[str, Any] = {"rwsplit": rwsplit, "Session": Session, "select": sa.select, "Item": Item}
+    scope: dict[str, Any] = {
+        "rwsplit": rwsplit,
+        "Session": Session,
+        "select": sa.select,
+        "Item": Item,
+        "engine": engine,
+    }
     source = code_block("Causal reads", after="Carried through an HTTP header")
     exec(compile(source, "README.rst:Causal reads", "exec"), scope)
     cart = scope["cart"]
@@ -115,11 +123,15 @@ def test_the_causal_http_example_runs_as_written(
             s.add(Item(id=1, owner="ada", name="tea"))
             s.commit()
             token = s.consistency_token()
-        items, _ = cart({}, "ada")
-        assert items == []  # no token: a replica 30 s behind answers
-        items, headers = cart({"X-Consistency": token}, "ada")
-        assert items == ["tea"]
+        status, items, _ = cart({}, "ada")
+        assert (status, items) == (200, [])  # no token: a replica 30 s behind answers
+        status, items, headers = cart({"X-Consistency": token}, "ada")
+        assert (status, items) == (200, ["tea"])
         assert rwsplit.merge_tokens(headers["X-Consistency"], token) == headers["X-Consistency"]
+        future = encode_token(parse_mariadb("0-1-999999999"), engine.cluster_id)
+        status, message, headers = cart({"X-Consistency": future}, "ada")  # forged: refused
+        assert (status, headers) == (400, {}) and "has not produced" in message
+        assert cart({"X-Consistency": "garbage"}, "ada")[0] == 400
     finally:
         engine.dispose()
 
