@@ -606,6 +606,9 @@ def bench(
     click.echo()
     click.echo(_format_table(headers, rows))
     click.echo()
+    click.echo("reads by reason, causal waits:")
+    click.echo(_format_table(*b.reason_table(result)))
+    click.echo()
     click.echo(_format_table(replica_headers, replica_rows))
     if json_path is not None:
         b.write_json(result, json_path)

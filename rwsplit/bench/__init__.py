@@ -21,7 +21,7 @@ from .config import (
     parse_pause,
     parse_strategies,
 )
-from .report import exit_code, report_tables, write_json
+from .report import REASONS, causal_waits, exit_code, reads_by_reason, reason_table, report_tables, write_json
 from .run import BenchFailed, check_servers, run_bench
 from .staleness import StalenessChecker
 from .workload import NaiveSession
@@ -45,5 +45,9 @@ __all__ = [
     "run_bench",
     "exit_code",
     "report_tables",
+    "REASONS",
+    "reads_by_reason",
+    "causal_waits",
+    "reason_table",
     "write_json",
 ]

@@ -1,4 +1,4 @@
-"""The bench's output: exit code, the two report tables, the JSON file and the lag plot."""
+"""The bench's output: exit code, the report tables, reads by reason, the JSON file and the lag plot."""
 
 from __future__ import annotations
 
@@ -11,7 +11,16 @@ from typing import TYPE_CHECKING, Any
 from .config import RWSPLIT_STRATEGIES
 
 if TYPE_CHECKING:
+    from ..observe import Stats
     from .run import _Run
+
+REASONS = ("replica", "causal", "pinned", "hint", "fallback", "retry", "primary_strategy")
+"""Keys of ``reads_by_reason``: served by a replica (``replica``; ``causal`` after a causal wait),
+kept on the primary by rwsplit (``pinned``, ``hint``, ``fallback``, ``retry``: the decision kinds
+of :data:`rwsplit.observe.KINDS`) or by the ``primary`` strategy itself (``primary_strategy``)."""
+_REASON_OF_KIND = {"read": "replica"}  # the other read kinds keep their names
+_NOT_READS = frozenset({"write", "lock", "session"})
+_WAIT_HEADERS = ["waits", "wait_timeouts", "wait_p50_ms", "wait_p99_ms"]
 
 
 def exit_code(result: Mapping[str, Any]) -> int:
@@ -59,6 +68,62 @@ def report_tables(
         for name, r in result["replicas"].items()
     ]
     return strategy_headers, strategy_rows, replica_headers, replica_rows
+
+
+def reads_by_reason(strategy: str, reads: int, stats: Stats | None) -> dict[str, int]:
+    """Each of :data:`REASONS` → reads: from the engine's decision kinds (``stats``, rwsplit
+    strategies), else all on the primary (``primary``) or all on replicas (``naive``)."""
+    counts = dict.fromkeys(REASONS, 0)
+    if stats is not None:
+        for kind, n in stats.kinds.items():
+            if kind not in _NOT_READS:
+                reason = _REASON_OF_KIND.get(kind, kind)
+                counts[reason] = counts.get(reason, 0) + n  # a kind added later gets its own key
+    elif strategy == "primary":
+        counts["primary_strategy"] = reads
+    else:
+        counts["replica"] = reads
+    return counts
+
+
+def causal_waits(stats: Stats | None) -> dict[str, Any]:
+    """The engine's causal waits (none without an rwsplit engine): count, timeouts, p50/p99 ms."""
+    if stats is None:
+        return {"count": 0, "timeouts": 0, "p50_ms": None, "p99_ms": None}
+    waits = stats.causal_waits
+    return {
+        "count": waits.count,
+        "timeouts": waits.timeouts,
+        "p50_ms": _round(waits.p50_ms),
+        "p99_ms": _round(waits.p99_ms),
+    }
+
+
+def reason_table(result: Mapping[str, Any]) -> tuple[list[str], list[list[Any]]]:
+    """Headers and rows of the reads-by-reason table: a column per reason any strategy has, then
+    the causal waits."""
+    strategies = result["strategies"]
+    present: list[str] = []
+    for s in strategies.values():
+        present += [r for r, n in s["reads_by_reason"].items() if n and r not in present]
+    order = {r: i for i, r in enumerate(REASONS)}
+    present.sort(key=lambda r: order.get(r, len(REASONS)))
+    rows = [
+        [
+            name,
+            *(s["reads_by_reason"].get(r, 0) for r in present),
+            s["causal_waits"]["count"],
+            s["causal_waits"]["timeouts"],
+            _fmt(s["causal_waits"]["p50_ms"]),
+            _fmt(s["causal_waits"]["p99_ms"]),
+        ]
+        for name, s in strategies.items()
+    ]
+    return ["strategy", *present, *_WAIT_HEADERS], rows
+
+
+def _round(ms: float | None) -> float | None:
+    return None if ms is None else round(ms, 3)
 
 
 def _fmt(ms: float | None) -> str | None:

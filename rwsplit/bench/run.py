@@ -16,12 +16,14 @@ from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
+from ..engine import RoutingEngine
 from ..errors import RwsplitError, describe_error
+from ..observe import Stats
 from ..sandbox import Sandbox
 from ..urls import mask_url
-from .config import SANDBOX_REPLICAS, BenchConfig, with_driver
+from .config import RWSPLIT_STRATEGIES, SANDBOX_REPLICAS, BenchConfig, with_driver
 from .injection import _PauseSchedule, _Replication
-from .report import _plot
+from .report import _plot, causal_waits, reads_by_reason
 from .staleness import StalenessChecker, _LagSampler
 from .workers import Factory, workers_for
 from .workload import _bench_table, _mapped_class, _Tally, _Workload
@@ -145,6 +147,7 @@ class _Run:
         self.table = _bench_table(f"rwsplit_bench_{secrets.token_hex(4)}")
         self.checker = StalenessChecker(config.max_lag)
         self.tallies: dict[str, _Tally] = {}
+        self.routed: dict[str, Stats | None] = {}  # the routing engine's counts during each phase
         self.walls: dict[str, float] = {}
         self.t0 = 0.0
         self.phases: list[tuple[str, float, float]] = []
@@ -184,7 +187,8 @@ class _Run:
             sampler.start()
             pauses.start()
             for i, name in enumerate(config.strategies):
-                self._phase(i, name, factories[name], workload)
+                counted = routing if name in RWSPLIT_STRATEGIES else None
+                self._phase(i, name, factories[name], workload, counted)
         finally:
             if sampler is not None:
                 sampler.stop()
@@ -220,11 +224,21 @@ class _Run:
         except SQLAlchemyError as exc:
             self.warnings.append(f"could not drop table {self.table.name}: {describe_error(exc)}")
 
-    def _phase(self, index: int, name: str, factory: Factory, workload: _Workload) -> None:
+    def _phase(
+        self,
+        index: int,
+        name: str,
+        factory: Factory,
+        workload: _Workload,
+        routing: RoutingEngine | None = None,
+    ) -> None:
+        """Run one strategy; ``routing``: the engine whose decisions it counts (rwsplit strategies)."""
         config = self.config
         length = config.seconds_per_strategy
         self.notify(f"running {name} for {length:g} s ({index + 1}/{len(config.strategies)})")
         tallies = [_Tally() for _ in range(config.threads)]
+        if routing is not None:
+            routing.stats(reset=True)
         started = time.perf_counter()
 
         def tick() -> None:
@@ -240,6 +254,7 @@ class _Run:
         self.workers.run(workload, factory, started + length, tallies, name, tick)
         workload.stop.clear()  # only for the next phase: after a Ctrl-C, late starters must stop at once
         ended = time.perf_counter()
+        stats = self.routed[name] = None if routing is None else routing.stats()
         self.phases.append((name, started - self.t0, ended - self.t0))
         self.walls[name] = ended - started
         merged = _Tally()
@@ -258,6 +273,11 @@ class _Run:
         self.tallies[name] = merged
         if merged.errors:
             self.warnings.append(f"{name}: {merged.errors} failed operations, first: {merged.first_error}")
+        if stats is not None and stats.reads != merged.reads:
+            self.warnings.append(
+                f"{name}: rwsplit routed {stats.reads} reads, {merged.reads} completed "
+                "(failed or retried reads); reads_by_reason counts the routed ones"
+            )
 
     def _result(self) -> dict[str, Any]:
         strategies: dict[str, Any] = {}
@@ -278,6 +298,8 @@ class _Run:
                 "ops_per_s": round((tally.reads + tally.writes) / wall, 1) if wall > 0 else 0.0,
                 "read_ms": _latency(tally.read_s),
                 "write_ms": _latency(tally.write_s),
+                "reads_by_reason": reads_by_reason(name, tally.reads, self.routed.get(name)),
+                "causal_waits": causal_waits(self.routed.get(name)),
             }
         replicas: dict[str, Any] = {}
         for i in range(1, len(self.replica_urls) + 1):

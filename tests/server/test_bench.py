@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -19,7 +20,7 @@ from bench_run import bench as _bench
 from bench_run import slave_status as _slave_status
 from bench_run import with_account as _with_account
 
-from rwsplit.bench import DRIVERS, PLOT_HINT, STRATEGIES, exit_code
+from rwsplit.bench import DRIVERS, PLOT_HINT, REASONS, STRATEGIES, exit_code
 from rwsplit.sandbox import Sandbox
 
 
@@ -86,6 +87,8 @@ def validate_report(report: object, strategies: list[str], replicas: list[str]) 
             "ops_per_s",
             "read_ms",
             "write_ms",
+            "reads_by_reason",
+            "causal_waits",
         }, name
         for key in ("reads", "writes", "replica_reads", "ryw_violations", "stale_reads"):
             assert isinstance(s[key], int) and not isinstance(s[key], bool) and s[key] >= 0, f"{name}.{key}"
@@ -93,11 +96,30 @@ def validate_report(report: object, strategies: list[str], replicas: list[str]) 
         assert s["replica_reads"] <= s["reads"] and s["ryw_violations"] <= s["writes"]
         _check_percentiles(f"{name}.read_ms", s["read_ms"], ("p50", "p99"))
         _check_percentiles(f"{name}.write_ms", s["write_ms"], ("p50", "p99"))
+        _check_reasons(name, s)
     assert isinstance(report["replicas"], dict) and list(report["replicas"]) == replicas
     for name, r in report["replicas"].items():
         assert set(r) == {"lag_ms", "excluded"}, name
         _check_percentiles(f"{name}.lag_ms", r["lag_ms"], ("p50", "p99", "max"))
         assert isinstance(r["excluded"], int) and not isinstance(r["excluded"], bool)
+
+
+def _check_reasons(name: str, s: dict[str, Any]) -> None:
+    """``reads_by_reason`` adds up to ``reads``; its replica reasons to ``replica_reads``; every
+    causal wait ended in a causal read or (timed out) a fallback."""
+    reasons, waits = s["reads_by_reason"], s["causal_waits"]
+    assert isinstance(reasons, dict) and list(reasons) == list(REASONS), name
+    for reason, n in reasons.items():
+        assert isinstance(n, int) and not isinstance(n, bool) and n >= 0, f"{name}.{reason}"
+    assert sum(reasons.values()) == s["reads"], (name, reasons)
+    assert reasons["replica"] + reasons["causal"] == s["replica_reads"], (name, reasons)
+    assert isinstance(waits, dict) and set(waits) == {"count", "timeouts", "p50_ms", "p99_ms"}, name
+    assert isinstance(waits["count"], int) and 0 <= waits["timeouts"] <= waits["count"], name
+    assert waits["count"] == reasons["causal"] + waits["timeouts"], (name, waits, reasons)
+    assert waits["timeouts"] <= reasons["fallback"], (name, waits, reasons)
+    for q in ("p50_ms", "p99_ms"):
+        assert (waits[q] is None) == (waits["count"] == 0), f"{name}.causal_waits.{q}"
+        assert waits[q] is None or (_is_number(waits[q]) and waits[q] >= 0), f"{name}.causal_waits.{q}"
 
 
 def test_json_report_matches_the_schema(short_run: Run) -> None:
@@ -145,6 +167,9 @@ def test_every_driver_runs_every_strategy(
     for name in ("session", "causal"):
         assert strategies[name]["replica_reads"] > 0, name
         assert strategies[name]["stale_reads"] == 0 and strategies[name]["ryw_violations"] == 0, name
+    _check_breakdown(strategies)
+    causal = strategies["causal"]  # replica2 is current: read-backs wait for it, none times out
+    assert causal["causal_waits"]["count"] > 0 and causal["reads_by_reason"]["causal"] > 0
     assert servers.password not in proc.stdout + proc.stderr + report.read_text()
     _assert_clean(sandbox)
 
@@ -161,6 +186,32 @@ def test_every_driver_fails_fast_on_a_wrong_password(driver: str, sandbox: Sandb
     assert lines[0].startswith(f"rwsplit: error: cannot connect to the primary mysql+{driver}://app:***@")
     assert "(1045) Access denied" in lines[0]
     assert _SECRET not in proc.stderr + proc.stdout
+
+
+def _check_breakdown(strategies: dict[str, Any]) -> None:
+    """What each strategy's reads_by_reason must say, beyond the schema."""
+    primary, naive, session, causal = (strategies[n] for n in STRATEGIES)
+    assert primary["reads_by_reason"]["primary_strategy"] == primary["reads"]
+    assert naive["reads_by_reason"]["replica"] == naive["reads"]
+    for s in (primary, naive):
+        assert s["causal_waits"] == {"count": 0, "timeouts": 0, "p50_ms": None, "p99_ms": None}
+    # session mode pins a session to the primary once it wrote: every read-back
+    assert session["reads_by_reason"]["pinned"] == session["writes"] > 0
+    assert session["causal_waits"]["count"] == 0
+    assert causal["reads_by_reason"]["pinned"] == 0  # causal mode never pins
+    for s in (primary, naive, session, causal):
+        assert s["reads_by_reason"]["hint"] == s["reads_by_reason"]["retry"] == 0
+
+
+def test_reads_by_reason_explain_where_reads_went(short_run: Run) -> None:
+    """Both replicas 2 s behind (max_lag 1 s): what kept session and causal reads on the primary."""
+    strategies = short_run.report["strategies"]
+    _check_breakdown(strategies)
+    for name in ("session", "causal"):
+        s = strategies[name]
+        reasons = s["reads_by_reason"]
+        assert reasons["pinned"] + reasons["fallback"] == s["reads"] - s["replica_reads"], (name, reasons)
+        assert reasons["fallback"] > 0, (name, reasons)  # no replica within max_lag
 
 
 def test_table_lists_strategies_then_replicas(short_run: Run) -> None:
@@ -180,6 +231,23 @@ def test_table_lists_strategies_then_replicas(short_run: Run) -> None:
         "session",
         "causal",
     ]
+    caption = lines.index("reads by reason, causal waits:")
+    assert caption > header + 6
+    reasons = lines[caption + 1].split()
+    assert reasons[0] == "strategy" and reasons[-4:] == [
+        "waits",
+        "wait_timeouts",
+        "wait_p50_ms",
+        "wait_p99_ms",
+    ]
+    assert set(reasons[1:-4]) <= set(REASONS) and {"primary_strategy", "replica", "pinned"} <= set(reasons)
+    strategies = short_run.report["strategies"]
+    for line in lines[caption + 3 : caption + 7]:
+        name, *cells = line.split()
+        counts = dict(zip(reasons[1:-4], map(int, cells), strict=False))
+        assert sum(counts.values()) == strategies[name]["reads"], line
+        assert counts == {r: n for r, n in strategies[name]["reads_by_reason"].items() if r in counts}
+        assert int(cells[len(counts)]) == strategies[name]["causal_waits"]["count"]
     replica_header = next(i for i, line in enumerate(lines) if line.startswith("replica "))
     assert lines[replica_header].split() == ["replica", "lag_p50_ms", "lag_p99_ms", "lag_max_ms", "excluded"]
     assert "injections: replica1 delayed 2 s; replica2 delayed 2 s" in short_run.proc.stdout

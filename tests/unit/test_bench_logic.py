@@ -1,5 +1,5 @@
 """The lag benchmark without servers: configuration and --driver checks, staleness, exit code, Ctrl-C as
-workers start (threads or asyncio tasks)."""
+workers start (threads or asyncio tasks), reads by reason and their table."""
 
 from __future__ import annotations
 
@@ -20,16 +20,23 @@ from helpers import cli
 
 from rwsplit.bench import (
     DRIVERS,
+    REASONS,
     BenchConfig,
     Delay,
     Pause,
     StalenessChecker,
+    causal_waits,
     exit_code,
     parse_delay,
     parse_pause,
     parse_strategies,
+    reads_by_reason,
+    reason_table,
 )
 from rwsplit.bench.run import _Run, _workload_urls
+from rwsplit.cli import _format_table
+from rwsplit.observe import Observer, Stats
+from rwsplit.router import Decision
 
 
 def _result(**violations: int) -> dict[str, Any]:
@@ -249,3 +256,91 @@ def test_the_cli_turns_a_swallowed_ctrl_c_into_keyboard_interrupt() -> None:
         _interruptible(swallowing)
     assert _interruptible(lambda interrupted: "finished") == "finished"
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def _routed(kinds: dict[str, int], waits: tuple[tuple[float, bool], ...] = ()) -> Stats:
+    """An Observer's stats after routing ``n`` decisions of each kind and recording ``waits``."""
+    observer = Observer(max_lag=1.0)
+    for kind, n in kinds.items():
+        decision = Decision("replica1" if kind in ("read", "causal") else "primary", kind, kind=kind)
+        for _ in range(n):
+            observer.routed(decision, None, lambda _name: None)
+    for seconds, reached in waits:
+        observer.waited(seconds, reached)
+    return observer.stats()
+
+
+def test_reads_by_reason_come_from_the_decision_kinds() -> None:
+    stats = _routed({"read": 5, "causal": 4, "pinned": 2, "fallback": 1, "retry": 1, "write": 3, "lock": 1})
+    reasons = reads_by_reason("causal", 999, stats)  # the engine's counts, not the bench's reads
+    assert list(reasons) == list(REASONS)
+    assert reasons == {
+        "replica": 5,
+        "causal": 4,
+        "pinned": 2,
+        "hint": 0,
+        "fallback": 1,
+        "retry": 1,
+        "primary_strategy": 0,
+    }
+    assert sum(reasons.values()) == stats.reads == 13
+    assert reasons["replica"] + reasons["causal"] == stats.replica_reads
+    later = reads_by_reason("session", 0, _routed({"read": 2, "shadow": 3, "session": 1}))
+    assert later["shadow"] == 3 and sum(later.values()) == 5  # a kind added later still adds up
+
+
+def test_without_an_engine_the_strategy_says_where_reads_went() -> None:
+    assert reads_by_reason("primary", 7, None) == {**dict.fromkeys(REASONS, 0), "primary_strategy": 7}
+    assert reads_by_reason("naive", 7, None) == {**dict.fromkeys(REASONS, 0), "replica": 7}
+    assert causal_waits(None) == {"count": 0, "timeouts": 0, "p50_ms": None, "p99_ms": None}
+
+
+def test_causal_waits_in_milliseconds() -> None:
+    waits = causal_waits(
+        _routed({"causal": 2, "fallback": 1}, ((0.0021234, True), (0.004, True), (0.5, False)))
+    )
+    assert waits == {"count": 3, "timeouts": 1, "p50_ms": 4.0, "p99_ms": 500.0}
+    assert causal_waits(_routed({"read": 1})) == {"count": 0, "timeouts": 0, "p50_ms": None, "p99_ms": None}
+
+
+def _strategy(reasons: dict[str, int], waits: tuple[tuple[float, bool], ...] = ()) -> dict[str, Any]:
+    stats = _routed(reasons, waits)
+    return {"reads_by_reason": reads_by_reason("x", 0, stats), "causal_waits": causal_waits(stats)}
+
+
+def test_reason_table_has_a_column_per_reason_present() -> None:
+    result = {
+        "strategies": {
+            "primary": {
+                "reads_by_reason": reads_by_reason("primary", 40, None),
+                "causal_waits": causal_waits(None),
+            },
+            "session": _strategy({"read": 30, "pinned": 4, "fallback": 6, "write": 4}),
+            "causal": _strategy(
+                {"read": 25, "causal": 9, "fallback": 1}, ((0.002, True),) * 9 + ((1.0, False),)
+            ),
+        }
+    }
+    headers, rows = reason_table(result)
+    assert headers == [
+        "strategy",
+        "replica",
+        "causal",
+        "pinned",
+        "fallback",
+        "primary_strategy",
+        "waits",
+        "wait_timeouts",
+        "wait_p50_ms",
+        "wait_p99_ms",
+    ]
+    lines = _format_table(headers, rows).splitlines()
+    assert [line.split() for line in lines[2:]] == [
+        ["primary", "0", "0", "0", "0", "40", "0", "0", "-", "-"],
+        ["session", "30", "0", "4", "6", "0", "0", "0", "-", "-"],
+        ["causal", "25", "9", "0", "1", "0", "10", "1", "2.0", "1000.0"],
+    ]
+    starts = [lines[0].index(h) for h in headers]  # every cell under its header
+    assert all(line[i - 1 : i] in ("", " ") and line[i] != " " for line in lines[2:] for i in starts)
+    only_primary = {"strategies": {"primary": result["strategies"]["primary"]}}
+    assert reason_table(only_primary)[0][:2] == ["strategy", "primary_strategy"]
