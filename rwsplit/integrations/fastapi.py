@@ -82,12 +82,18 @@ def session_dependency(session_factory: Callable[[], Any], *, header: str = TOKE
         return async_dependency
 
     def dependency(request: Request, response: Response) -> Iterator[Any]:
-        with session_factory() as session:
-            if not isinstance(session, RoutingSession):
-                raise TypeError(
-                    f"session_dependency needs RoutingSessions or AsyncRoutingSessions, "
-                    f"got {type(session).__name__}"
-                )
+        session = session_factory()
+        if isinstance(session, AsyncRoutingSession):
+            raise TypeError(
+                "session_dependency got an AsyncRoutingSession from a plain callable: pass the "
+                "rwsplit.async_sessionmaker(engine) itself, so the dependency is async"
+            )
+        if not isinstance(session, RoutingSession):
+            raise TypeError(
+                "session_dependency needs RoutingSessions or AsyncRoutingSessions, "
+                f"got {type(session).__name__}"
+            )
+        with session:
             _carry_token(session, session, header, request, response)
             yield session
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
 from helpers import unique, with_driver
 from models import Item
@@ -120,3 +121,20 @@ def test_the_async_example_carries_the_token(
             assert bad.status_code == 400 and TOKEN_HEADER in bad.json()["detail"]
         finally:
             client.portal.call(engine.dispose)  # type: ignore[union-attr]
+
+
+def test_an_async_session_from_a_plain_callable_is_refused_clearly(sandbox: Sandbox, tables: None) -> None:
+    engine = rwsplit.create_async_engine(with_driver(sandbox.primary_url, "asyncmy"))
+    factory = rwsplit.async_sessionmaker(engine)
+    dependency = session_dependency(lambda: factory())  # hides the async sessionmaker
+    app = FastAPI()
+
+    @app.get("/")
+    def view(s: Any = Depends(dependency)) -> dict[str, str]:  # noqa: B008 (FastAPI's idiom)
+        return {}
+
+    try:
+        with pytest.raises(TypeError, match="async_sessionmaker"):
+            TestClient(app).get("/")
+    finally:
+        engine.sync_engine.dispose()
