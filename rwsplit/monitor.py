@@ -65,6 +65,8 @@ class Monitor:
         self._connect_checks = dict(connect_checks or {})
         self._warned_writable: set[str] = set()
         self._subscribers: list[Callable[[Snapshot, Snapshot], None]] = []  # kept across restarts
+        self._check_lock = threading.Lock()
+        self._check_conn: pymysql.Connection | None = None  # primary_position_now's own
         self._pid: int | None = None  # the process whose probe threads run; None: not running
         self._reset()
         _MONITORS.add(self)
@@ -118,6 +120,8 @@ class Monitor:
     def stop(self, timeout: float | None = None) -> None:
         """Stop every probe thread and close their connections."""
         self._pid = None
+        with self._check_lock:
+            self._close_check_connection()
         self._stop.set()
         for wake in self._wake.values():
             wake.set()
@@ -148,6 +152,8 @@ class Monitor:
     def _after_fork(self) -> None:
         """In a forked child: no probe threads survive, and the parent's readings are not ours."""
         self._pid = None
+        self._check_lock = threading.Lock()
+        self._check_conn = None  # the parent's socket: forgotten, not closed
         self._reset()
 
     @property
@@ -200,16 +206,31 @@ class Monitor:
         )
 
     def primary_position_now(self) -> Position:
-        """The primary's GTID position read now, on a short connection of the monitor's own (for
-        checks that cannot wait for the next probe); raises the driver's error if it is down."""
+        """The primary's GTID position read now, for checks that cannot wait for the next probe.
+
+        One query on a connection of the monitor's own, kept open between calls (one round trip,
+        no connect); raises the driver's error if the primary is down.
+        """
         spec = self._specs[self._primary_name]
-        conn = self._connect(spec)
-        try:
-            self._learn_version(spec.name, conn.get_server_info())  # type: ignore[no-untyped-call]
-            with conn.cursor() as cur:
-                return self._read_position(spec, cur)[3]
-        finally:
-            conn.close()
+        with self._check_lock:
+            for attempt in (1, 2):  # a kept connection may have been closed by the server
+                try:
+                    if self._check_conn is None:
+                        self._check_conn = self._connect(spec)
+                        self._learn_version(spec.name, self._check_conn.get_server_info())  # type: ignore[no-untyped-call]
+                    with self._check_conn.cursor() as cur:
+                        return self._read_position(spec, cur)[3]
+                except pymysql.MySQLError:
+                    self._close_check_connection()
+                    if attempt == 2:
+                        raise
+        raise AssertionError("unreachable")
+
+    def _close_check_connection(self) -> None:
+        if self._check_conn is not None:
+            with contextlib.suppress(Exception):
+                self._check_conn.close()
+            self._check_conn = None
 
     def subscribe(self, fn: Callable[[Snapshot, Snapshot], None]) -> None:
         """Call ``fn(old, new)`` after each published change (from the probe thread that made it)."""
