@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,7 +11,7 @@ from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
 from helpers import unique, with_driver
 from models import Item
-from test_readme import code_block
+from test_readme import code_block, on_sandbox
 
 import rwsplit
 from rwsplit.integrations.fastapi import TOKEN_HEADER, session_dependency
@@ -28,19 +27,15 @@ def example(
     """README's FastAPI block executed with the sandbox's URLs (``Item`` from tests/models.py)."""
     monkeypatch.setenv("RWSPLIT_TOKEN_KEY", TEST_KEY)
     caught_up()
-    source = code_block("Integrations")
-    urls = re.findall(r'"(mysql\+pymysql://[^"]+)"', source)
-    assert len(urls) == 3, urls
-    for url, real in zip(urls, [sandbox.primary_url, *sandbox.replica_urls], strict=True):
-        source = source.replace(f'"{url}"', repr(real))
+    source = on_sandbox(code_block("Integrations"), sandbox)
     namespace: dict[str, Any] = {"Item": Item}
     exec(compile(source, "README.rst:Integrations", "exec"), namespace)
     yield namespace
     namespace["engine"].dispose()
 
 
-def test_the_token_travels_through_headers(example: dict[str, Any], on_primary) -> None:
-    client = TestClient(example["app"])
+def _token_round_trip(client: TestClient, on_primary: Any) -> tuple[str, str]:
+    """Write through POST /items, read it back with its token: the README app's contract."""
     name = unique()
     created = client.post("/items", params={"name": name})
     assert created.status_code == 200, created.text
@@ -50,7 +45,13 @@ def test_the_token_travels_through_headers(example: dict[str, Any], on_primary) 
     assert got.status_code == 200, got.text
     assert got.json() == {"name": name}
     assert got.headers[TOKEN_HEADER] == token  # a read-only request hands the position back
-    fresh = client.get(f"/items/{created.json()['id']}")  # no token: still served
+    return str(created.json()["id"]), token
+
+
+def test_the_token_travels_through_headers(example: dict[str, Any], on_primary) -> None:
+    client = TestClient(example["app"])
+    item_id, token = _token_round_trip(client, on_primary)
+    fresh = client.get(f"/items/{item_id}")  # no token: still served
     assert fresh.status_code == 200
     assert fresh.headers[TOKEN_HEADER] != token  # the commit, not the request, set the token
 
@@ -97,27 +98,15 @@ def test_the_async_example_carries_the_token(
     """README's async FastAPI block as written: 400 for a bad token, the write seen via its token."""
     monkeypatch.setenv("RWSPLIT_TOKEN_KEY", TEST_KEY)
     caught_up()
-    source = code_block("Integrations", after="``async def`` views")
-    urls = re.findall(r'"(mysql\+asyncmy://[^"]+)"', source)
-    assert len(urls) == 3, urls
-    for url, real in zip(urls, [sandbox.primary_url, *sandbox.replica_urls], strict=True):
-        source = source.replace(f'"{url}"', repr(with_driver(real, driver)))
+    source = on_sandbox(code_block("Integrations", after="``async def`` views"), sandbox, driver)
     namespace: dict[str, Any] = {"Item": Item}
     exec(compile(source, "README.rst:Integrations (async)", "exec"), namespace)
     engine = namespace["engine"]
     assert isinstance(engine, rwsplit.AsyncRoutingEngine)
     with TestClient(namespace["app"], raise_server_exceptions=False) as client:  # one event loop
         try:
-            name = unique()
-            created = client.post("/items", params={"name": name})
-            assert created.status_code == 200, created.text
-            token = created.headers[TOKEN_HEADER]
-            assert on_primary("SELECT name FROM test_ru_item WHERE id = %s", created.json()["id"]) == name
-            got = client.get(f"/items/{created.json()['id']}", headers={TOKEN_HEADER: token})
-            assert got.status_code == 200, got.text
-            assert got.json() == {"name": name}
-            assert got.headers[TOKEN_HEADER] == token
-            bad = client.get(f"/items/{created.json()['id']}", headers={TOKEN_HEADER: "garbage"})
+            item_id, _ = _token_round_trip(client, on_primary)
+            bad = client.get(f"/items/{item_id}", headers={TOKEN_HEADER: "garbage"})
             assert bad.status_code == 400 and TOKEN_HEADER in bad.json()["detail"]
         finally:
             client.portal.call(engine.dispose)  # type: ignore[union-attr]

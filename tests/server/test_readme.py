@@ -39,12 +39,13 @@ def code_block(section: str, after: str = "") -> str:
     return "\n".join(lines).strip() + "\n"
 
 
-def on_sandbox(source: str, sandbox: Sandbox) -> str:
-    """A README block with its three server URLs (primary, 2 replicas) replaced by the sandbox's."""
-    urls = re.findall(r'"(mysql\+pymysql://[^"]+)"', source)
+def on_sandbox(source: str, sandbox: Sandbox, driver: str | None = None) -> str:
+    """A README block with its three server URLs (primary, 2 replicas) replaced by the sandbox's,
+    through ``driver`` when given (the block's own ``mysql+<driver>://`` URLs)."""
+    urls = re.findall(r'"(mysql\+[a-z]+://[^"]+)"', source)
     assert len(urls) == 3, urls  # primary + 2 replicas, as the README shows
     for url, real in zip(urls, [sandbox.primary_url, *sandbox.replica_urls], strict=True):
-        source = source.replace(f'"{url}"', repr(real))
+        source = source.replace(f'"{url}"', repr(with_driver(real, driver) if driver else real))
     return source
 
 
@@ -138,11 +139,7 @@ def test_the_causal_http_example_runs_as_written(
 
 @pytest.mark.parametrize("driver", ["asyncmy", "aiomysql"])
 def test_the_async_example_runs_as_written(sandbox: Sandbox, driver: str, on_primary) -> None:
-    source = code_block("Async (asyncio)")
-    urls = re.findall(r'"(mysql\+asyncmy://[^"]+)"', source)
-    assert len(urls) == 3, urls
-    for url, real in zip(urls, [sandbox.primary_url, *sandbox.replica_urls], strict=True):
-        source = source.replace(f'"{url}"', repr(with_driver(real, driver)))
+    source = on_sandbox(code_block("Async (asyncio)"), sandbox, driver)
     setup = sa.create_engine(sandbox.primary_url)
     Base.metadata.drop_all(setup)
     sandbox.wait_caught_up(timeout=15)
