@@ -291,7 +291,7 @@ class RoutingEngine(EngineSurface):
             replica_failed(self, state, target, exc, forget)
             reached = False
         waited = time.perf_counter() - started
-        self._observer.waited(waited, reached)
+        self._observer.waited(target, waited, reached)
         if not reached:
             state.drop_replica()
             state.give_up(position)

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 __all__ = [
     "EVENTS",
     "KINDS",
+    "CausalWait",
     "CausalWaits",
     "ReplicaEvent",
     "RouteEvent",
@@ -40,7 +41,7 @@ __all__ = [
 ROUTE_LOG = logging.getLogger("rwsplit.route")
 _logging_debug = ROUTE_LOG.isEnabledFor  # bound once: the per-statement check is one call
 _DEBUG = logging.DEBUG
-EVENTS = ("route", "replica_down", "replica_up", "lag_exceeded")
+EVENTS = ("route", "replica_down", "replica_up", "lag_exceeded", "causal_wait")
 KINDS = ("read", "write", "lock", "session", "hint", "pinned", "causal", "fallback", "retry")
 """Decision kinds: replica reads (``read``; ``causal`` after a wait), statements the classifier
 sent to the primary (``write``, ``lock``, ``session``), reads sent there on purpose (``hint``:
@@ -71,6 +72,15 @@ class ReplicaEvent:
     event: str
     reason: str
     lag: float | None
+
+
+@dataclass(frozen=True)
+class CausalWait:
+    """A causal wait on a replica ended: how long it took and whether the replica got there."""
+
+    replica: str
+    seconds: float
+    reached: bool
 
 
 @dataclass(frozen=True)
@@ -140,7 +150,9 @@ class Observer:
         self._retired: _Counts = (defaultdict(int), defaultdict(int))
         self._events: Counter[str] = Counter()
         self._waits: deque[float] = deque(maxlen=_WAIT_SAMPLES)
-        self._since = time.time()
+        self._since = self._started = time.time()
+        self._carried: _Counts = (defaultdict(int), defaultdict(int))  # what resets took away
+        self._carried_events: Counter[str] = Counter()
 
     # ------------------------------------------------------------------ per statement
     def routed(self, decision: Decision, statement: Any, lag: Callable[[str], float | None]) -> None:
@@ -194,13 +206,15 @@ class Observer:
             self._events["failovers"] += 1
         ROUTE_LOG.debug("retry after %s failed: %s", name, error, extra={"rwsplit_target": name})
 
-    def waited(self, seconds: float, reached: bool) -> None:
+    def waited(self, replica: str, seconds: float, reached: bool) -> None:
         """A causal wait on a replica ended (reached its position or timed out)."""
         self._waits.append(seconds * 1000.0)
         with self._lock:
             self._events["causal_waits"] += 1
             if not reached:
                 self._events["causal_timeouts"] += 1
+        if self._listeners["causal_wait"]:
+            self._fire("causal_wait", CausalWait(replica, seconds, reached))
 
     def snapshot_changed(self, old: Snapshot, new: Snapshot) -> None:
         """The monitor published a new view: count and tell which replicas left/rejoined/lag too much."""
@@ -260,7 +274,12 @@ class Observer:
                 logging.getLogger("rwsplit").exception("rwsplit %s listener %r failed", name, fn)
 
     # ------------------------------------------------------------------ totals
-    def stats(self, reset: bool = False) -> Stats:
+    def totals(self) -> Stats:
+        """Like :meth:`stats` since the engine started: ``stats(reset=True)`` never lowers it
+        (what monotonic metrics read)."""
+        return self.stats(lifetime=True)
+
+    def stats(self, reset: bool = False, *, lifetime: bool = False) -> Stats:
         """The counters now (and start again from zero with ``reset``)."""
         with self._lock:
             self._fold_finished()
@@ -272,7 +291,13 @@ class Observer:
             events = Counter(self._events)
             waits = sorted(self._waits)
             since = self._since
-            if reset:  # the live dicts keep counting: the total restarts below zero by what they hold
+            if lifetime:
+                _add(total, self._carried)
+                events.update(self._carried_events)
+                since = self._started
+            elif reset:  # the live dicts keep counting: the total restarts below zero by what they hold
+                _add(self._carried, total)
+                self._carried_events.update(events)
                 old, self._retired = self._retired, (defaultdict(int), defaultdict(int))
                 _add(self._retired, old)
                 _add(self._retired, total, sign=-1)

@@ -25,10 +25,8 @@ def _python_blocks(text: str) -> list[str]:
 
 
 def example(anchor: str) -> str:
-    """The one Python block with ``anchor`` in README-metrics.rst (README.rst once it is pasted there)."""
-    source = _ROOT / "README-metrics.rst"
-    if not source.exists():
-        source = _ROOT / "README.rst"
+    """The one Python block of README.rst with ``anchor`` in it."""
+    source = _ROOT / "README.rst"
     found = [b for b in _python_blocks(source.read_text()) if anchor in b]
     assert len(found) == 1, f"{len(found)} python blocks with {anchor!r} in {source.name}"
     return found[0]
