@@ -266,7 +266,7 @@ def _routed(kinds: dict[str, int], waits: tuple[tuple[float, bool], ...] = ()) -
         for _ in range(n):
             observer.routed(decision, None, lambda _name: None)
     for seconds, reached in waits:
-        observer.waited(seconds, reached)
+        observer.waited("replica1", seconds, reached)
     return observer.stats()
 
 
