@@ -320,8 +320,8 @@ def test_a_read_on_a_frozen_replica_times_out_and_fails_over(
         finally:
             sandbox.thaw(_number(frozen))
     wait_for(lambda: frozen in {r.name for r in eng.status() if r.eligible}, 10, f"{frozen} back")
-    assert 1.9 <= took < 5.0, took
-    assert 1.5 <= connect_took < 5.0, connect_took
+    assert 1.9 <= took < 10.0, took  # bounded by read_timeout (2 s), with room for a loaded machine
+    assert 1.5 <= connect_took < 10.0, connect_took
     assert [name for name, _ in reports] == [frozen]
     exc = reports[0][1]
     assert _driver_module(exc) == MODULES[eng.primary.dialect.driver]
