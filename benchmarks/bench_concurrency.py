@@ -20,6 +20,12 @@ Then the single-threaded routing overhead as ``bench_routing.py`` measures it: 2
 reads in a fresh session, plain ``Session`` on a replica's Engine vs ``RoutingSession`` with that
 replica as its only one (same pool_pre_ping as rwsplit's replica Engines), interleaved rounds.
 
+The CPU column is this process's CPU time per statement (all its threads, the monitors' included):
+unlike throughput it hardly moves with the load of other processes on the machine.
+
+``--variants`` may also name ``causal_select``: "causal" with each commit's GTID read by
+``SELECT @@last_gtid`` instead of from the COMMIT's OK packet (the connections stop tracking it).
+
     python benchmarks/bench_concurrency.py [--rounds 3] [--seconds 5] [--threads 8]
         [--variants plain,none,...] [--driver pymysql] [--single-rounds 21] [--no-single]
 
@@ -66,6 +72,10 @@ VARIANTS: dict[str, str] = {
     "causal": 'rwsplit, 2 replicas, "causal"',
     "causal_noping": 'rwsplit, "causal", pool_pre_ping=False',
 }
+EXTRA: dict[str, str] = {  # not run unless named in --variants
+    "causal_select": 'rwsplit, "causal", GTID by SELECT',
+}
+ALL = {**VARIANTS, **EXTRA}
 GOALS: dict[str, float] = {"none": 0.97, "session": 0.95, "causal": 0.93}
 
 
@@ -96,8 +106,17 @@ class Variant:
             self.routing = rwsplit.create_engine(
                 primary, replicas=replicas, read_your_writes="causal", pool_pre_ping=False
             )
+        elif name == "causal_select":  # each commit's GTID read with a query, as before the OK packet
+            self.routing = rwsplit.create_engine(primary, replicas=replicas, read_your_writes="causal")
+
+            @sa.event.listens_for(self.routing.primary, "connect")
+            def _untracked(dbapi_connection: object, _: object) -> None:
+                cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+                cursor.execute("SET SESSION session_track_system_variables = ''")
+                cursor.close()
+
         else:
-            raise ValueError(f"unknown variant {name!r}; known: {', '.join(VARIANTS)}")
+            raise ValueError(f"unknown variant {name!r}; known: {', '.join(ALL)}")
         self.make: Callable[[], Session] = (
             sa.orm.sessionmaker(self.plain) if self.plain is not None else rwsplit.sessionmaker(self.routing)  # type: ignore[arg-type]
         )
@@ -119,8 +138,9 @@ def _request(make: Callable[[], Session], rng: random.Random, base: int) -> None
             assert item is not None and item.id == pk
 
 
-def _run(variant: Variant, threads: int, seconds: float) -> tuple[float, dict[str, int]]:
-    """Statements per second of ``threads`` threads doing requests for ``seconds``; where reads went."""
+def _run(variant: Variant, threads: int, seconds: float) -> tuple[float, float, dict[str, int]]:
+    """Statements per second of ``threads`` threads doing requests for ``seconds``, this process's CPU
+    µs per statement, and where statements went."""
     start = threading.Barrier(threads + 1)
     deadline = [0.0]
     done = [0] * threads
@@ -146,16 +166,19 @@ def _run(variant: Variant, threads: int, seconds: float) -> tuple[float, dict[st
     for w in workers:
         w.start()
     deadline[0] = time.perf_counter() + seconds
+    cpu = time.process_time()
     start.wait()
     for w in workers:
         w.join()
+    cpu = time.process_time() - cpu
     if errors:
         raise RuntimeError(f"{variant.name}: {len(errors)} threads failed") from errors[0]
     where: dict[str, int] = {}
     if variant.routing is not None:
         stats = variant.routing.stats()
         where = {**stats.statements, **{f"kind:{k}": n for k, n in stats.kinds.items() if n}}
-    return sum(done) * STATEMENTS / seconds, where
+    statements = sum(done) * STATEMENTS
+    return statements / seconds, cpu / max(statements, 1) * 1e6, where
 
 
 # ------------------------------------------------------------------ single-threaded (bench_routing)
@@ -213,8 +236,8 @@ def main() -> None:
     args = parser.parse_args()
     names = ["plain"] + [v for v in args.variants.split(",") if v and v != "plain"]
     for v in names:
-        if v not in VARIANTS:
-            parser.error(f"unknown variant {v!r}; known: {', '.join(VARIANTS)}")
+        if v not in ALL:
+            parser.error(f"unknown variant {v!r}; known: {', '.join(ALL)}")
     if args.rounds < 1 or args.seconds <= 0 or args.threads < 1:
         parser.error("--rounds, --seconds and --threads must be positive")
 
@@ -236,6 +259,7 @@ def main() -> None:
         variants = [Variant(v, sb, args.driver) for v in names]
         rates: dict[str, list[float]] = {v: [] for v in names}
         ratios: dict[str, list[float]] = {v: [] for v in names}
+        cpus: dict[str, list[float]] = {v: [] for v in names}
         where: dict[str, dict[str, int]] = {v: {} for v in names}
         try:
             for variant in variants:  # warm pools, statement caches, the monitors
@@ -244,7 +268,8 @@ def main() -> None:
                 order = variants[r % len(variants) :] + variants[: r % len(variants)]
                 got: dict[str, float] = {}
                 for variant in order:
-                    got[variant.name], seen = _run(variant, args.threads, args.seconds)
+                    got[variant.name], cpu, seen = _run(variant, args.threads, args.seconds)
+                    cpus[variant.name].append(cpu)
                     for k, n in seen.items():
                         where[variant.name][k] = where[variant.name].get(k, 0) + n
                 for v in names:
@@ -267,14 +292,15 @@ def main() -> None:
         f"driver {args.driver}; median of {args.rounds} rounds of {args.seconds:g} s; "
         f"load average at start {load[0]:.2f} on {os.cpu_count()} cores"
     )
-    print(f"  {'variant':<42} {'stmts/s':>9} {'ratio':>7}  {'all rounds':<24} {'goal':>6}")
+    print(f"  {'variant':<44} {'stmts/s':>8} {'ratio':>6} {'CPU µs/stmt':>11}  {'goal':<11} all rounds")
     for v in names:
         ratio = statistics.median(ratios[v])
         goal = GOALS.get(v)
         verdict = "" if goal is None else f"≥{goal:.2f} {'PASS' if ratio >= goal else 'MISS'}"
         rounds = " ".join(f"{x:.3f}" for x in ratios[v])
+        cpu = statistics.median(cpus[v])
         print(
-            f"  {VARIANTS[v]:<42} {statistics.median(rates[v]):>9.0f} {ratio:>7.3f}  {rounds:<24} {verdict}"
+            f"  {ALL[v]:<44} {statistics.median(rates[v]):>8.0f} {ratio:>6.3f} {cpu:>11.0f}  {verdict:<11} {rounds}"
         )
     for v in names:
         if where[v]:
