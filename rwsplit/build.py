@@ -6,10 +6,12 @@ owns it, kept apart so that :mod:`rwsplit.engine` reads as the engine's behaviou
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import pymysql
+from sqlalchemy import event, exc
 from sqlalchemy.engine import URL, Connection, Engine
 
 from .compat import wrap_dialect
@@ -45,6 +47,39 @@ def no_transaction_control(engine: Engine) -> None:
     wrap_dialect(engine, "do_commit", commit_op)
     for name in ("do_savepoint", "do_release_savepoint", "do_rollback_to_savepoint"):
         wrap_dialect(engine, name, savepoint_op)
+
+
+REPLICA_IDLE_PING = 1.0
+"""Seconds a replica connection may sit idle in its pool before a checkout pings it."""
+_IDLE_SINCE = "rwsplit_idle_since"
+
+
+def ping_when_idle(engine: Engine) -> None:
+    """Ping a pooled connection at checkout only if it sat idle over :data:`REPLICA_IDLE_PING` seconds.
+
+    For replicas instead of ``pool_pre_ping``, which costs a round trip on every checkout (once per
+    session and replica). A connection that died while in use within the last second (the
+    replica restarted under load) fails its read, which :func:`rwsplit.failover.recover_read`
+    runs elsewhere; one idle for longer (``wait_timeout``, a restart during a quiet spell, a
+    network device dropping idle sockets) is pinged, and a failed ping replaces it and every
+    connection pooled before it, as ``pool_pre_ping`` does, without taking the replica out.
+    """
+    dialect = engine.dialect
+
+    @event.listens_for(engine, "checkin")
+    def _idle_from(dbapi_connection: Any, record: Any) -> None:
+        if record is not None:
+            record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping_if_idle(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        since = record.info.get(_IDLE_SINCE)
+        if since is None or time.monotonic() - since <= REPLICA_IDLE_PING:
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except Exception as error:
+            raise exc.InvalidatePoolError(f"ping of an idle replica connection failed: {error}") from error
 
 
 def fresh_connection_check(engine: Engine, connect_args: Mapping[str, Any]) -> Callable[[], None]:

@@ -29,6 +29,7 @@ from .build import (
     fresh_connection_check,
     log_names,
     no_transaction_control,
+    ping_when_idle,
     server_spec,
 )
 from .causal import decode_token, encode_token, install_commit_capture
@@ -464,7 +465,10 @@ def create_engine(
 
     connect_args = bounded_connect_args(driver, engine_kwargs)
     ssl = monitor_ssl if monitor_ssl is not None else connect_args.get("ssl")
+    # The primary's statements are never re-sent after a connection error: its pool pings every
+    # checkout. A failed replica read is run elsewhere: replicas ping only idle connections.
     kwargs = {"pool_pre_ping": True, **engine_kwargs, "connect_args": connect_args}
+    ping_idle_replicas = "pool_pre_ping" not in engine_kwargs
     for key in ("logging_name", "pool_logging_name"):  # each server's engine gets its own (log_names)
         kwargs.pop(key, None)
     primary = _server_engine(primary_url, **kwargs, **log_names(engine_kwargs, PRIMARY))
@@ -473,10 +477,17 @@ def create_engine(
     # AUTOCOMMIT: each read sees the latest state; no ROLLBACK round trip (or error) at check-in.
     replica_kwargs = {**kwargs, "isolation_level": "AUTOCOMMIT", "skip_autocommit_rollback": True}
     replica_engines = {
-        n: _server_engine(u, **replica_kwargs, **log_names(engine_kwargs, n))
+        n: _server_engine(
+            u,
+            **{**replica_kwargs, "pool_pre_ping": kwargs["pool_pre_ping"] and not ping_idle_replicas},
+            **log_names(engine_kwargs, n),
+        )
         for n, u in zip(names, replica_urls, strict=True)
     }
-    primary_reads = _server_engine(
+    if ping_idle_replicas:
+        for replica_engine in replica_engines.values():
+            ping_when_idle(replica_engine)
+    primary_reads = _server_engine(  # fallback reads on the primary are not retried: always pinged
         primary_url, **replica_kwargs, **log_names(engine_kwargs, "primary_reads")
     )
     retrying_connect(primary_reads, policy.retry, mask_url(primary_url))
