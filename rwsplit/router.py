@@ -12,7 +12,8 @@ from typing import Any
 
 from ._validate import check_seconds
 from .balancer import Balancer
-from .classifier import PRIMARY, Server, classify, server_floor
+from .classifier import PRIMARY, Route, server_floor
+from .classifier.api import bound_classifier
 from .consistency_state import USE_PRIMARY, ConsistencyState
 from .errors import NoReplicaAvailable
 from .failover import RETRIED_ON_PRIMARY
@@ -68,8 +69,12 @@ class Router:
         self.balancer = balancer
         self._in_flight = in_flight
         self._decisions: dict[tuple[str, str], Decision] = {}
-        # (monitor's version mapping, floor over the replicas): recomputed when the mapping changes.
-        self._server: tuple[Mapping[str, str] | None, Server | None] = (None, None)
+        # (monitor's version mapping, the classifier for the floor over the replicas' versions):
+        # recomputed when the mapping changes; one tuple, replaced whole, for concurrent readers.
+        self._classifier: tuple[Mapping[str, str] | None, Callable[[Any], Route]] = (
+            None,
+            bound_classifier(policy.read_only_functions, None),
+        )
 
     def decide(
         self,
@@ -85,12 +90,13 @@ class Router:
         refresh of an object this session wrote, …). Neither can send a write to a replica.
         """
         versions = self.monitor.server_versions()
-        seen, server = self._server
+        seen, classify = self._classifier
         if versions is not seen:
             names = [r.name for r in self.monitor.snapshot().replicas]
             server = server_floor(versions.get(name) for name in names)
-            self._server = (versions, server)
-        route = classify(statement, read_only_functions=self.policy.read_only_functions, server=server)
+            classify = bound_classifier(self.policy.read_only_functions, server)
+            self._classifier = (versions, classify)
+        route = classify(statement)
         if route.target == PRIMARY:
             return Decision(PRIMARY, route.reason, writes=True, effect=route.effect, kind=route.effect)
         if options and options.get("rwsplit_route") == "write":
