@@ -391,4 +391,3 @@ def async_sessionmaker(engine: AsyncRoutingEngine, **kw: Any) -> sa_async.async_
     if not (isinstance(class_, type) and issubclass(class_, AsyncRoutingSession)):
         raise TypeError("class_ must be AsyncRoutingSession or a subclass of it")
     return sa_async.async_sessionmaker(class_=class_, routing_engine=engine.sync_engine, **kw)
-

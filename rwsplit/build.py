@@ -49,20 +49,23 @@ def no_transaction_control(engine: Engine) -> None:
         wrap_dialect(engine, name, savepoint_op)
 
 
-REPLICA_IDLE_PING = 1.0
-"""Seconds a replica connection may sit idle in its pool before a checkout pings it."""
+IDLE_PING = 1.0
+"""Seconds a pooled connection may sit idle before a checkout pings it."""
 _IDLE_SINCE = "rwsplit_idle_since"
 
 
 def ping_when_idle(engine: Engine) -> None:
-    """Ping a pooled connection at checkout only if it sat idle over :data:`REPLICA_IDLE_PING` seconds.
+    """Ping a pooled connection at checkout only if it sat idle over :data:`IDLE_PING` seconds.
 
-    For replicas instead of ``pool_pre_ping``, which costs a round trip on every checkout (once per
-    session and replica). A connection that died while in use within the last second (the
-    replica restarted under load) fails its read, which :func:`rwsplit.failover.recover_read`
-    runs elsewhere; one idle for longer (``wait_timeout``, a restart during a quiet spell, a
-    network device dropping idle sockets) is pinged, and a failed ping replaces it and every
-    connection pooled before it, as ``pool_pre_ping`` does, without taking the replica out.
+    Instead of ``pool_pre_ping``, which costs a round trip on every checkout: twice per request
+    when a commit releases the primary's connection and later reads check one out again.
+    A connection idle for longer (``wait_timeout``, a server restart, a network device dropping
+    idle sockets) is pinged, and a failed ping replaces it and every connection pooled before it,
+    as ``pool_pre_ping`` does. One that died less than a second after it was last used fails its
+    next statement instead: on a replica, :func:`rwsplit.failover.recover_read` runs that read
+    elsewhere; on the primary the error reaches the application, as for a statement in flight
+    when the connection died (nothing is re-sent). A restarted server is down for longer than
+    that, and the first failed statement makes SQLAlchemy discard the rest of that pool.
     """
     dialect = engine.dialect
 
@@ -74,12 +77,12 @@ def ping_when_idle(engine: Engine) -> None:
     @event.listens_for(engine, "checkout")
     def _ping_if_idle(dbapi_connection: Any, record: Any, proxy: Any) -> None:
         since = record.info.get(_IDLE_SINCE)
-        if since is None or time.monotonic() - since <= REPLICA_IDLE_PING:
+        if since is None or time.monotonic() - since <= IDLE_PING:
             return
         try:
             dialect.do_ping(dbapi_connection)
         except Exception as error:
-            raise exc.InvalidatePoolError(f"ping of an idle replica connection failed: {error}") from error
+            raise exc.InvalidatePoolError(f"ping of an idle pooled connection failed: {error}") from error
 
 
 def fresh_connection_check(engine: Engine, connect_args: Mapping[str, Any]) -> Callable[[], None]:

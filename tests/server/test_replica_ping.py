@@ -56,8 +56,7 @@ def _reads(eng: rwsplit.RoutingEngine, n: int, **session: Any) -> list[str | Non
 
 def test_pings_per_role(make: Callable[..., Any]) -> None:
     eng = make()
-    assert eng.primary.pool._pre_ping and eng._primary_reads.pool._pre_ping
-    assert not any(r.pool._pre_ping for r in eng.replicas)
+    assert not any(e.pool._pre_ping for e in (eng.primary, eng._primary_reads, *eng.replicas))
     for given in (True, False):
         eng = make(pool_pre_ping=given)
         engines = (eng.primary, eng._primary_reads, *eng.replicas)
@@ -71,9 +70,9 @@ def test_dead_pooled_replica_connections_cost_no_failed_read(
     eng = make(balancer="round_robin")
     _reads(eng, 10)  # both replicas' pools hold connections
     if idle:
-        time.sleep(build.REPLICA_IDLE_PING + 0.2)
+        time.sleep(build.IDLE_PING + 0.2)
     else:  # as if used a moment ago: no ping, the read fails and is retried elsewhere
-        monkeypatch.setattr(build, "REPLICA_IDLE_PING", 3600.0)
+        monkeypatch.setattr(build, "IDLE_PING", 3600.0)
     assert _kill_app_connections(sandbox, "replica1") > 0
     eng.stats(reset=True)
     targets = _reads(eng, 10)
@@ -84,3 +83,40 @@ def test_dead_pooled_replica_connections_cost_no_failed_read(
         assert "replica1" in targets
     else:
         assert stats.failovers >= 1, stats
+
+
+def _write(eng: rwsplit.RoutingEngine) -> None:
+    with rwsplit.sessionmaker(eng)() as s:
+        s.execute(sa.text("DO 1"))  # unknown to the classifier: runs on the primary
+        s.execute(sa.text("SELECT 1"))
+        s.commit()
+
+
+def test_idle_dead_primary_connections_are_replaced_before_a_statement(
+    sandbox: Sandbox, make: Callable[..., Any]
+) -> None:
+    eng = make()
+    for _ in range(3):
+        _write(eng)
+    time.sleep(build.IDLE_PING + 0.2)
+    assert _kill_app_connections(sandbox, "primary") > 0
+    for _ in range(5):
+        _write(eng)  # the ping found the dead connection: nothing failed
+
+
+def test_a_primary_connection_that_died_right_after_use_fails_once_and_is_not_resent(
+    sandbox: Sandbox, make: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The trade of pinging only idle connections: one statement fails (never re-sent), then the
+    pool is discarded and the next ones work."""
+    eng = make()
+    _write(eng)
+    monkeypatch.setattr(build, "IDLE_PING", 3600.0)
+    assert _kill_app_connections(sandbox, "primary") > 0
+    failed = 0
+    for _ in range(5):
+        try:
+            _write(eng)
+        except sa.exc.OperationalError:
+            failed += 1
+    assert failed <= 1
