@@ -141,26 +141,36 @@ class Router:
         the read and goes to the primary if it times out.
         """
         snapshot = self.monitor.snapshot()
-        candidates = [r for r in snapshot.eligible(max_lag) if r.name not in state.failed]
-        if not candidates:
-            return self._fallback(max_lag)
-        covered = [
-            r.name
-            for r in candidates
-            if r.position.covers(required) or state.confirmed_covers(r.name, required)
-        ]
         own = state.replica
-        if covered:
+        if (  # the common case, decided without looking at the other replicas (the same choice)
+            own is not None
+            and own not in state.failed
+            and snapshot.is_eligible(own, max_lag)
+            and (snapshot.by_name[own].position.covers(required) or state.confirmed_covers(own, required))
+        ):
+            choice = own
+        else:
+            candidates = [r for r in snapshot.eligible(max_lag) if r.name not in state.failed]
+            if not candidates:
+                return self._fallback(max_lag)
+            covered = [
+                r.name
+                for r in candidates
+                if r.position.covers(required) or state.confirmed_covers(r.name, required)
+            ]
+            if not covered:
+                best = min(candidates, key=lambda r: _likely_first(r, required)).name
+                return Decision(
+                    best, "causal: wait for the session's position", wait_for=required, kind="causal"
+                )
             choice = own if own in covered else self._balance(covered)
-            state.use_replica(choice)
-            # Whatever this read sees is at least what the monitor last saw there: monotonic reads.
-            # Only what the primary has counts: a replica's extra domain would stall every other one.
-            observed = _observed(snapshot, choice)
-            if observed:
-                state.advance(observed)
-            return self._replica_decision(choice, reason)
-        best = min(candidates, key=lambda r: _likely_first(r, required)).name
-        return Decision(best, "causal: wait for the session's position", wait_for=required, kind="causal")
+        state.use_replica(choice)
+        # Whatever this read sees is at least what the monitor last saw there: monotonic reads.
+        # Only what the primary has counts: a replica's extra domain would stall every other one.
+        observed = _observed(snapshot, choice)
+        if observed:
+            state.advance(observed)
+        return self._replica_decision(choice, reason)
 
     def pick_replica(self, state: ConsistencyState, max_lag: float, reason: str) -> Decision:
         """An eligible replica (the session's own if still eligible), else the fallback.
