@@ -69,6 +69,8 @@ class Router:
         self.balancer = balancer
         self._in_flight = in_flight
         self._decisions: dict[tuple[str, str], Decision] = {}
+        self._pinned: dict[str, Decision] = {}
+        self._fallbacks: dict[float, Decision] = {}
         # (monitor's version mapping, the classifier for the floor over the replicas' versions):
         # recomputed when the mapping changes; one tuple, replaced whole, for concurrent readers.
         self._classifier: tuple[Mapping[str, str] | None, Callable[[Any], Route]] = (
@@ -127,7 +129,7 @@ class Router:
             return Decision(PRIMARY, hint, fallback=retried, kind="retry" if retried else "hint")
         pinned = state.primary_reason()
         if pinned is not None:
-            return Decision(PRIMARY, pinned, kind="hint" if pinned == USE_PRIMARY else "pinned")
+            return self._pinned_decision(pinned)
         if state.mode == "causal" or state.position:  # a token given to any session is honoured
             return self.causal_replica(state, max_lag, state.required(), reason)
         return self.pick_replica(state, max_lag, reason)
@@ -200,7 +202,21 @@ class Router:
             raise NoReplicaAvailable(
                 f"no replica within max_lag={max_lag:g}s is reachable (fallback='error')"
             )
-        return Decision(PRIMARY, f"no eligible replica within {max_lag:g}s", fallback=True, kind="fallback")
+        decision = self._fallbacks.get(max_lag)
+        if decision is None:
+            reason = f"no eligible replica within {max_lag:g}s"
+            decision = Decision(PRIMARY, reason, fallback=True, kind="fallback")
+            if len(self._fallbacks) < 64:  # one per max_lag in use: a handful
+                self._fallbacks[max_lag] = decision
+        return decision
+
+    def _pinned_decision(self, reason: str) -> Decision:
+        """A read pinned to the primary (the few reasons of ``primary_reason``), reused like replica ones."""
+        decision = self._pinned.get(reason)
+        if decision is None:
+            kind = "hint" if reason == USE_PRIMARY else "pinned"
+            decision = self._pinned.setdefault(reason, Decision(PRIMARY, reason, kind=kind))
+        return decision
 
     def _balance(self, names: list[str]) -> str:
         in_flight = {name: self._in_flight(name) for name in names}
