@@ -6,10 +6,12 @@ owns it, kept apart so that :mod:`rwsplit.engine` reads as the engine's behaviou
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import pymysql
+from sqlalchemy import event, exc
 from sqlalchemy.engine import URL, Connection, Engine
 
 from .compat import wrap_dialect
@@ -45,6 +47,42 @@ def no_transaction_control(engine: Engine) -> None:
     wrap_dialect(engine, "do_commit", commit_op)
     for name in ("do_savepoint", "do_release_savepoint", "do_rollback_to_savepoint"):
         wrap_dialect(engine, name, savepoint_op)
+
+
+IDLE_PING = 1.0
+"""Seconds a pooled connection may sit idle before a checkout pings it."""
+_IDLE_SINCE = "rwsplit_idle_since"
+
+
+def ping_when_idle(engine: Engine) -> None:
+    """Ping a pooled connection at checkout only if it sat idle over :data:`IDLE_PING` seconds.
+
+    Instead of ``pool_pre_ping``, which costs a round trip on every checkout: twice per request
+    when a commit releases the primary's connection and later reads check one out again.
+    A connection idle for longer (``wait_timeout``, a server restart, a network device dropping
+    idle sockets) is pinged, and a failed ping replaces it and every connection pooled before it,
+    as ``pool_pre_ping`` does. One that died less than a second after it was last used fails its
+    next statement instead: on a replica, :func:`rwsplit.failover.recover_read` runs that read
+    elsewhere; on the primary the error reaches the application, as for a statement in flight
+    when the connection died (nothing is re-sent). A restarted server is down for longer than
+    that, and the first failed statement makes SQLAlchemy discard the rest of that pool.
+    """
+    dialect = engine.dialect
+
+    @event.listens_for(engine, "checkin")
+    def _idle_from(dbapi_connection: Any, record: Any) -> None:
+        if record is not None:
+            record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping_if_idle(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        since = record.info.get(_IDLE_SINCE)
+        if since is None or time.monotonic() - since <= IDLE_PING:
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except Exception as error:
+            raise exc.InvalidatePoolError(f"ping of an idle pooled connection failed: {error}") from error
 
 
 def fresh_connection_check(engine: Engine, connect_args: Mapping[str, Any]) -> Callable[[], None]:

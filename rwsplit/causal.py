@@ -2,9 +2,9 @@
 
 A *position* (:class:`~rwsplit.gtid.Position`) says "everything up to these transactions".
 Sessions in ``read_your_writes="causal"`` mode record the GTID of every transaction they commit
-(MariaDB ``@@last_gtid`` read on the same connection right after ``COMMIT``: PyMySQL does not
-parse the session-state tracking of OK packets) and later read only where that position has been
-applied. A token carries a position between sessions, processes and requests.
+(MariaDB's ``last_gtid``, from the COMMIT's OK packet where the driver shows it, else read on the
+same connection right after ``COMMIT``: :mod:`rwsplit.session_track`) and later read only where
+that position has been applied. A token carries a position between sessions, processes and requests.
 
 Token format (URL-safe, opaque to apps): ``rw1.<cluster>.<positions>.<check>`` where
 ``cluster`` is 8 hex digits naming the cluster (a hash of ``create_engine(cluster=…)``, by
@@ -33,6 +33,7 @@ from sqlalchemy.engine import Engine
 from .compat import wrap_dialect
 from .flavor import MARIADB, MYSQL, Flavor, flavor_named
 from .gtid import Position
+from .session_track import commit_tracker
 
 __all__ = [
     "TOKEN_VERSION",
@@ -293,21 +294,33 @@ def current_scope() -> ConsistencyScope | None:
 
 
 def install_commit_capture(engine: Engine) -> None:
-    """After a COMMIT that asked for it, read the commit's GTID on the same connection.
+    """After a COMMIT that asked for it, learn the commit's GTID on the same connection.
 
-    The server's flavour (the dialect's ``is_mariadb``, known once it connected: any driver)
-    says which variable holds it. Only commits of causal sessions ask (:func:`request_capture`),
-    so other sessions pay nothing.
+    On MariaDB through a driver that shows OK packets (PyMySQL, MariaDB Connector/Python: see
+    :mod:`rwsplit.session_track`) the COMMIT's own OK packet carries it; otherwise, or when that
+    packet did not report one, it is read with a query right after the COMMIT. The server's
+    flavour (the dialect's ``is_mariadb``, known once it connected: any driver) says which
+    variable holds it. Only commits of causal sessions ask (:func:`request_capture`), so other
+    sessions pay nothing.
     """
     dialect = engine.dialect
+    tracked_commit = commit_tracker(engine)
 
     def capturing(original: Callable[[Any], None]) -> Callable[[Any], None]:
         def do_commit(dbapi_connection: Any) -> None:
-            original(dbapi_connection)
             if not _capture_requested.get():
+                original(dbapi_connection)
                 return
             _capture_requested.set(False)
-            sql = (MARIADB if getattr(dialect, "is_mariadb", False) else MYSQL).commit_position_sql
+            mariadb = getattr(dialect, "is_mariadb", False)
+            if tracked_commit is not None and mariadb:
+                gtid = tracked_commit(dbapi_connection, original)
+                if gtid is not None:
+                    _captured.set(gtid)
+                    return
+            else:
+                original(dbapi_connection)
+            sql = (MARIADB if mariadb else MYSQL).commit_position_sql
             cursor = dbapi_connection.cursor()
             try:
                 cursor.execute(sql)

@@ -57,6 +57,9 @@ def pin_primary_until(until: float) -> None:
 USE_PRIMARY = "use_primary block"  # the reason of reads in a use_primary() block (a hint, not a pin)
 
 
+_NOWHERE = Position()  # positions are immutable: every fresh state shares the empty one
+
+
 class ConsistencyState:
     """What one session or connection has done that constrains where its reads may go.
 
@@ -97,8 +100,8 @@ class ConsistencyState:
         self.forced = 0
         self.replica: str | None = None
         self.failed: set[str] = set()
-        self.position = Position()
-        self.after = Position()  # the position given at construction: reads see it even after reset()
+        self.position = _NOWHERE
+        self.after = _NOWHERE  # the position given at construction: reads see it even after reset()
         self.confirmed: dict[str, Position] = {}
         self.gave_up = Position()  # positions a causal wait of this session already timed out for
         self._verify: Callable[[str], Position] | None = None  # the engine's token decoder

@@ -32,6 +32,7 @@ from .build import (
     fresh_connection_check,
     log_names,
     no_transaction_control,
+    ping_when_idle,
     server_spec,
 )
 from .causal import decode_token, encode_token, install_commit_capture, token_keys
@@ -172,10 +173,13 @@ class RoutingEngine(EngineSurface):
         """A fresh consistency state with this engine's defaults and optional per-session overrides."""
         self.monitor.ensure_running()  # after dispose() or in a forked child: a live monitor again
         policy = self.policy
-        mode = policy.read_your_writes if read_your_writes is None else read_your_writes
-        check_choice("read_your_writes", mode, READ_YOUR_WRITES)
-        lag = policy.max_lag if max_lag is None else check_seconds("max_lag", max_lag)
-        state = ConsistencyState(mode, lag, policy.pin_window)
+        if read_your_writes is None and max_lag is None:  # the policy's values, checked when it was made
+            state = ConsistencyState(policy.read_your_writes, policy.max_lag, policy.pin_window)
+        else:
+            mode = policy.read_your_writes if read_your_writes is None else read_your_writes
+            check_choice("read_your_writes", mode, READ_YOUR_WRITES)
+            lag = policy.max_lag if max_lag is None else check_seconds("max_lag", max_lag)
+            state = ConsistencyState(mode, lag, policy.pin_window)
         state.bind_cluster(self.cluster_id, self._decode_token, self._encode_token)
         if after is not None:
             state.start_after(self._decode_token(after))
@@ -536,7 +540,11 @@ def create_engine(
 
     connect_args = bounded_connect_args(driver, engine_kwargs)
     ssl = monitor_ssl if monitor_ssl is not None else connect_args.get("ssl")
-    kwargs = {"pool_pre_ping": True, **engine_kwargs, "connect_args": connect_args}
+    # pool_pre_ping costs a round trip on every checkout (two per request when a commit releases the
+    # connection): by default each pool pings only connections idle over 1 s (build.ping_when_idle).
+    # A given pool_pre_ping applies to every server as given.
+    idle_ping = "pool_pre_ping" not in engine_kwargs
+    kwargs = {"pool_pre_ping": False, **engine_kwargs, "connect_args": connect_args}
     for key in ("logging_name", "pool_logging_name"):  # each server's engine gets its own (log_names)
         kwargs.pop(key, None)
     primary = _server_engine(primary_url, **kwargs, **log_names(engine_kwargs, PRIMARY))
@@ -548,9 +556,10 @@ def create_engine(
         n: _server_engine(u, **replica_kwargs, **log_names(engine_kwargs, n))
         for n, u in zip(names, replica_urls, strict=True)
     }
-    primary_reads = _server_engine(
-        primary_url, **replica_kwargs, **log_names(engine_kwargs, "primary_reads")
-    )
+    primary_reads = _server_engine(primary_url, **replica_kwargs, **log_names(engine_kwargs, "primary_reads"))
+    if idle_ping:
+        for server_engine in (primary, primary_reads, *replica_engines.values()):
+            ping_when_idle(server_engine)
     retrying_connect(primary_reads, policy.retry, mask_url(primary_url))
     for autocommit_engine in (primary_reads, *replica_engines.values()):
         no_transaction_control(autocommit_engine)

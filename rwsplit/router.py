@@ -12,7 +12,8 @@ from typing import Any
 
 from ._validate import check_seconds
 from .balancer import Balancer
-from .classifier import PRIMARY, Server, classify, server_floor
+from .classifier import PRIMARY, Route, server_floor
+from .classifier.api import bound_classifier
 from .consistency_state import USE_PRIMARY, ConsistencyState
 from .errors import NoReplicaAvailable
 from .failover import RETRIED_ON_PRIMARY
@@ -69,8 +70,14 @@ class Router:
         self.balancer = balancer
         self._in_flight = in_flight
         self._decisions: dict[tuple[str, str], Decision] = {}
-        # (monitor's version mapping, floor over the replicas): recomputed when the mapping changes.
-        self._server: tuple[Mapping[str, str] | None, Server | None] = (None, None)
+        self._pinned: dict[str, Decision] = {}
+        self._fallbacks: dict[float, Decision] = {}
+        # (monitor's version mapping, the classifier for the floor over the replicas' versions):
+        # recomputed when the mapping changes; one tuple, replaced whole, for concurrent readers.
+        self._classifier: tuple[Mapping[str, str] | None, Callable[[Any], Route]] = (
+            None,
+            bound_classifier(policy.read_only_functions, None),
+        )
 
     def decide(
         self,
@@ -86,12 +93,13 @@ class Router:
         refresh of an object this session wrote, …). Neither can send a write to a replica.
         """
         versions = self.monitor.server_versions()
-        seen, server = self._server
+        seen, classify = self._classifier
         if versions is not seen:
             names = [r.name for r in self.monitor.snapshot().replicas]
             server = server_floor(versions.get(name) for name in names)
-            self._server = (versions, server)
-        route = classify(statement, read_only_functions=self.policy.read_only_functions, server=server)
+            classify = bound_classifier(self.policy.read_only_functions, server)
+            self._classifier = (versions, classify)
+        route = classify(statement)
         if route.target == PRIMARY:
             return Decision(PRIMARY, route.reason, writes=True, effect=route.effect, kind=route.effect)
         if options and options.get("rwsplit_route") == "write":
@@ -122,7 +130,7 @@ class Router:
             return Decision(PRIMARY, hint, fallback=retried, kind="retry" if retried else "hint")
         pinned = state.primary_reason()
         if pinned is not None:
-            return Decision(PRIMARY, pinned, kind="hint" if pinned == USE_PRIMARY else "pinned")
+            return self._pinned_decision(pinned)
         if state.mode == "causal" or state.position:  # a token given to any session is honoured
             return self.causal_replica(state, max_lag, state.required(), reason)
         return self.pick_replica(state, max_lag, reason)
@@ -136,28 +144,38 @@ class Router:
         the read and goes to the primary if it times out.
         """
         snapshot = self.monitor.snapshot()
-        candidates = [r for r in snapshot.eligible(max_lag) if r.name not in state.failed]
-        if not candidates:
-            return self._fallback(max_lag)
-        covered = [
-            r.name
-            for r in candidates
-            if r.position.covers(required) or state.confirmed_covers(r.name, required)
-        ]
         own = state.replica
-        if covered:
+        if (  # the common case, decided without looking at the other replicas (the same choice)
+            own is not None
+            and own not in state.failed
+            and snapshot.is_eligible(own, max_lag)
+            and (snapshot.by_name[own].position.covers(required) or state.confirmed_covers(own, required))
+        ):
+            choice = own
+        else:
+            candidates = [r for r in snapshot.eligible(max_lag) if r.name not in state.failed]
+            if not candidates:
+                return self._fallback(max_lag)
+            covered = [
+                r.name
+                for r in candidates
+                if r.position.covers(required) or state.confirmed_covers(r.name, required)
+            ]
+            if not covered:
+                if state.waited_for(required):  # one bounded wait per position, whatever the token says
+                    return Decision(PRIMARY, _WAITED_ONCE, fallback=True, kind="fallback")
+                best = min(candidates, key=lambda r: _likely_first(r, required)).name
+                return Decision(
+                    best, "causal: wait for the session's position", wait_for=required, kind="causal"
+                )
             choice = own if own in covered else self._balance(covered)
-            state.use_replica(choice)
-            # Whatever this read sees is at least what the monitor last saw there: monotonic reads.
-            # Only what the primary has counts: a replica's extra domain would stall every other one.
-            observed = _observed(snapshot, choice)
-            if observed:
-                state.advance(observed)
-            return self._replica_decision(choice, reason)
-        if state.waited_for(required):  # one bounded wait per position, whatever the token says
-            return Decision(PRIMARY, _WAITED_ONCE, fallback=True, kind="fallback")
-        best = min(candidates, key=lambda r: _likely_first(r, required)).name
-        return Decision(best, "causal: wait for the session's position", wait_for=required, kind="causal")
+        state.use_replica(choice)
+        # Whatever this read sees is at least what the monitor last saw there: monotonic reads.
+        # Only what the primary has counts: a replica's extra domain would stall every other one.
+        observed = _observed(snapshot, choice)
+        if observed:
+            state.advance(observed)
+        return self._replica_decision(choice, reason)
 
     def pick_replica(self, state: ConsistencyState, max_lag: float, reason: str) -> Decision:
         """An eligible replica (the session's own if still eligible), else the fallback.
@@ -187,7 +205,21 @@ class Router:
             raise NoReplicaAvailable(
                 f"no replica within max_lag={max_lag:g}s is reachable (fallback='error')"
             )
-        return Decision(PRIMARY, f"no eligible replica within {max_lag:g}s", fallback=True, kind="fallback")
+        decision = self._fallbacks.get(max_lag)
+        if decision is None:
+            reason = f"no eligible replica within {max_lag:g}s"
+            decision = Decision(PRIMARY, reason, fallback=True, kind="fallback")
+            if len(self._fallbacks) < 64:  # one per max_lag in use: a handful
+                self._fallbacks[max_lag] = decision
+        return decision
+
+    def _pinned_decision(self, reason: str) -> Decision:
+        """A read pinned to the primary (the few reasons of ``primary_reason``), reused like replica ones."""
+        decision = self._pinned.get(reason)
+        if decision is None:
+            kind = "hint" if reason == USE_PRIMARY else "pinned"
+            decision = self._pinned.setdefault(reason, Decision(PRIMARY, reason, kind=kind))
+        return decision
 
     def _balance(self, names: list[str]) -> str:
         in_flight = {name: self._in_flight(name) for name in names}

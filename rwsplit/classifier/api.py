@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import lru_cache
 from typing import Any, NamedTuple
 
@@ -13,7 +13,7 @@ from sqlalchemy.sql.selectable import Select
 from .constructs import classify_construct, classify_select, shapes
 from .route import Route, Server
 from .statements import classify_sql_cached, classify_str
-from .vocabulary import context, normalize_name
+from .vocabulary import Context, context, normalize_name
 
 
 class CacheStats(NamedTuple):
@@ -62,16 +62,22 @@ def classify(
     ``("mariadb", (10, 11, 19))``; built-ins newer than that (or all version-gated ones
     when None, i.e. unknown) count as stored functions.
     """
-    if not read_only_functions:
-        ro = _EMPTY
-    elif isinstance(read_only_functions, str):
-        raise TypeError("read_only_functions must be an iterable of str, not a str")
-    else:
-        names = read_only_functions
-        ro = _normalized_names(names if isinstance(names, frozenset) else frozenset(names))
+    ro = _read_only(read_only_functions)
     if dialect is not None and not isinstance(dialect, Dialect):
         raise TypeError(f"dialect must be a SQLAlchemy Dialect or None, not {type(dialect).__name__}")
-    ctx = context(ro, server)
+    return _classify(statement, context(ro, server), dialect)
+
+
+def _read_only(read_only_functions: Iterable[str]) -> frozenset[str]:
+    if not read_only_functions:
+        return _EMPTY
+    if isinstance(read_only_functions, str):
+        raise TypeError("read_only_functions must be an iterable of str, not a str")
+    names = read_only_functions
+    return _normalized_names(names if isinstance(names, frozenset) else frozenset(names))
+
+
+def _classify(statement: Executable | str, ctx: Context, dialect: Dialect | None) -> Route:
     cls = type(statement)
     if cls is Select:  # by far the most common statement: skip the type dispatch
         return classify_select(statement, ctx, dialect)
@@ -82,6 +88,21 @@ def classify(
     raise TypeError(
         f"classify() expects a SQL str or a SQLAlchemy Executable, not {type(statement).__name__}"
     )
+
+
+def bound_classifier(
+    read_only_functions: Iterable[str] = _EMPTY, server: Server | None = None
+) -> Callable[[Executable | str], Route]:
+    """:func:`classify` with its arguments checked and its context looked up once (for the router,
+    which classifies every statement with the same ones)."""
+    ctx = context(_read_only(read_only_functions), server)
+
+    def classify_bound(statement: Executable | str) -> Route:
+        if type(statement) is Select:
+            return classify_select(statement, ctx, None)
+        return _classify(statement, ctx, None)
+
+    return classify_bound
 
 
 def cache_info() -> ClassifyCacheInfo:

@@ -1,0 +1,323 @@
+"""Routing under concurrency: throughput of rwsplit vs plain SQLAlchemy, all variants in one run.
+
+A request is one session doing 1 ORM UPDATE (``session.execute(update(Item)…)``) + commit + 9
+ORM point reads (``session.get``) of other rows; ``--threads`` threads (8) run requests back to
+back for ``--seconds`` (5) per variant and round. Every round runs every variant once, in an order
+rotated per round, on one sandbox (a primary + 2 replicas of real servers on loopback). A
+variant's ratio is its statements/s over plain SQLAlchemy's in the same round (a Session on the
+primary's Engine with default options); the table shows the median over ``--rounds`` (3).
+
+Variants:
+
+    plain            plain SQLAlchemy on the primary, default engine options (the baseline)
+    plain_ping       the same with pool_pre_ping=True
+    none             rwsplit, no replicas (everything on the primary)
+    session          rwsplit, 2 replicas, read_your_writes="session"
+    causal           rwsplit, 2 replicas, read_your_writes="causal"
+    causal_noping    rwsplit, 2 replicas, "causal", pool_pre_ping=False
+
+Then the single-threaded routing overhead as ``bench_routing.py`` measures it: 200 ORM point
+reads in a fresh session, plain ``Session`` on a replica's Engine vs ``RoutingSession`` with that
+replica as its only one (same pool_pre_ping as rwsplit's replica Engines), interleaved rounds.
+
+The CPU column is this process's CPU time per statement (all its threads, the monitors' included):
+unlike throughput it hardly moves with the load of other processes on the machine.
+
+``--variants`` may also name ``causal_select``: "causal" with each commit's GTID read by
+``SELECT @@last_gtid`` instead of from the COMMIT's OK packet (the connections stop tracking it).
+
+    python benchmarks/bench_concurrency.py [--rounds 3] [--seconds 5] [--threads 8]
+        [--variants plain,none,...] [--driver pymysql] [--single-rounds 21] [--no-single]
+
+Goals (issue 16): none ≥ 0.97, session ≥ 0.95, causal ≥ 0.93, single-threaded ≤ 1.03.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import threading
+import time
+from collections.abc import Callable
+
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+import rwsplit
+from rwsplit.sandbox import Sandbox
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Item(Base):
+    __tablename__ = "bench_conc_items"
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    name: Mapped[str] = mapped_column(sa.String(40))
+    price: Mapped[int] = mapped_column()
+
+
+READS = 9
+STATEMENTS = 1 + READS  # per request; the COMMIT is not counted
+ROWS_PER_THREAD = 200
+
+VARIANTS: dict[str, str] = {
+    "plain": "plain SQLAlchemy (baseline)",
+    "plain_ping": "plain + pool_pre_ping=True",
+    "none": "rwsplit, no replicas",
+    "session": 'rwsplit, 2 replicas, "session"',
+    "causal": 'rwsplit, 2 replicas, "causal"',
+    "causal_noping": 'rwsplit, "causal", pool_pre_ping=False',
+}
+EXTRA: dict[str, str] = {  # not run unless named in --variants
+    "causal_select": 'rwsplit, "causal", GTID by SELECT',
+}
+ALL = {**VARIANTS, **EXTRA}
+GOALS: dict[str, float] = {"none": 0.97, "session": 0.95, "causal": 0.93}
+
+
+def _with_driver(url: str, driver: str) -> str:
+    return url.replace("mysql+pymysql://", f"mysql+{driver}://", 1)
+
+
+class Variant:
+    """One configuration: a sessionmaker and the engines to dispose."""
+
+    def __init__(self, name: str, sb: Sandbox, driver: str) -> None:
+        self.name = name
+        primary = _with_driver(sb.primary_url, driver)
+        replicas = [_with_driver(u, driver) for u in sb.replica_urls]
+        self.routing: rwsplit.RoutingEngine | None = None
+        self.plain: sa.Engine | None = None
+        if name == "plain":
+            self.plain = sa.create_engine(primary)
+        elif name == "plain_ping":
+            self.plain = sa.create_engine(primary, pool_pre_ping=True)
+        elif name == "none":
+            self.routing = rwsplit.create_engine(primary)
+        elif name == "session":
+            self.routing = rwsplit.create_engine(primary, replicas=replicas, read_your_writes="session")
+        elif name == "causal":
+            self.routing = rwsplit.create_engine(primary, replicas=replicas, read_your_writes="causal")
+        elif name == "causal_noping":
+            self.routing = rwsplit.create_engine(
+                primary, replicas=replicas, read_your_writes="causal", pool_pre_ping=False
+            )
+        elif name == "causal_select":  # each commit's GTID read with a query, as before the OK packet
+            self.routing = rwsplit.create_engine(primary, replicas=replicas, read_your_writes="causal")
+
+            @sa.event.listens_for(self.routing.primary, "connect")
+            def _untracked(dbapi_connection: object, _: object) -> None:
+                cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+                cursor.execute("SET SESSION session_track_system_variables = ''")
+                cursor.close()
+
+        else:
+            raise ValueError(f"unknown variant {name!r}; known: {', '.join(ALL)}")
+        self.make: Callable[[], Session] = (
+            sa.orm.sessionmaker(self.plain) if self.plain is not None else rwsplit.sessionmaker(self.routing)  # type: ignore[arg-type]
+        )
+
+    def dispose(self) -> None:
+        if self.plain is not None:
+            self.plain.dispose()
+        if self.routing is not None:
+            self.routing.dispose()
+
+
+def _request(make: Callable[[], Session], rng: random.Random, base: int) -> None:
+    pks = rng.sample(range(base, base + ROWS_PER_THREAD), READS + 1)
+    with make() as s:
+        s.execute(sa.update(Item).where(Item.id == pks[0]).values(price=Item.price + 1))
+        s.commit()
+        for pk in pks[1:]:
+            item = s.get(Item, pk)
+            assert item is not None and item.id == pk
+
+
+def _run(variant: Variant, threads: int, seconds: float) -> tuple[float, float, dict[str, int]]:
+    """Statements per second of ``threads`` threads doing requests for ``seconds``, this process's CPU
+    µs per statement, and where statements went."""
+    start = threading.Barrier(threads + 1)
+    deadline = [0.0]
+    done = [0] * threads
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        rng = random.Random(i)
+        base = 1 + i * ROWS_PER_THREAD
+        start.wait()
+        end = deadline[0]
+        n = 0
+        try:
+            while time.perf_counter() < end:
+                _request(variant.make, rng, base)
+                n += 1
+        except BaseException as exc:  # noqa: BLE001 (reported after the round)
+            errors.append(exc)
+        done[i] = n
+
+    if variant.routing is not None:
+        variant.routing.stats(reset=True)
+    workers = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(threads)]
+    for w in workers:
+        w.start()
+    deadline[0] = time.perf_counter() + seconds
+    cpu = time.process_time()
+    start.wait()
+    for w in workers:
+        w.join()
+    cpu = time.process_time() - cpu
+    if errors:
+        raise RuntimeError(f"{variant.name}: {len(errors)} threads failed") from errors[0]
+    where: dict[str, int] = {}
+    if variant.routing is not None:
+        stats = variant.routing.stats()
+        where = {**stats.statements, **{f"kind:{k}": n for k, n in stats.kinds.items() if n}}
+    statements = sum(done) * STATEMENTS
+    return statements / seconds, cpu / max(statements, 1) * 1e6, where
+
+
+# ------------------------------------------------------------------ single-threaded (bench_routing)
+def _reads(session: Session, n: int) -> float:
+    started = time.perf_counter()
+    with session:
+        for pk in range(1, n + 1):
+            item = session.get(Item, pk)
+            assert item is not None and item.id == pk
+    return time.perf_counter() - started
+
+
+def _single(sb: Sandbox, driver: str, rounds: int, reads: int) -> tuple[float, float, float]:
+    """(median plain seconds, median routing seconds, median per-round ratio) of ``reads`` point reads."""
+    routing_engine = rwsplit.create_engine(
+        _with_driver(sb.primary_url, driver), replicas=[_with_driver(sb.replica_urls[0], driver)]
+    )
+    pre_ping = bool(getattr(routing_engine.replicas[0].pool, "_pre_ping", True))
+    plain_engine = sa.create_engine(
+        _with_driver(sb.replica_urls[0], driver), isolation_level="AUTOCOMMIT", pool_pre_ping=pre_ping
+    )
+    Plain = sa.orm.sessionmaker(plain_engine)
+    Routing = rwsplit.sessionmaker(routing_engine)
+    try:
+        with Routing() as s:
+            _reads(s, reads)
+            assert s.last_target == "replica1", s.last_target
+        _reads(Plain(), reads)
+        plain_t, routing_t, ratios = [], [], []
+        for i in range(rounds):
+            if i % 2:
+                r, p = _reads(Routing(), reads), _reads(Plain(), reads)
+            else:
+                p, r = _reads(Plain(), reads), _reads(Routing(), reads)
+            plain_t.append(p)
+            routing_t.append(r)
+            ratios.append(r / p)
+        return statistics.median(plain_t), statistics.median(routing_t), statistics.median(ratios)
+    finally:
+        routing_engine.dispose()
+        plain_engine.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated; plain is always run")
+    parser.add_argument("--driver", default="pymysql", help="pymysql, mysqldb or mariadbconnector")
+    parser.add_argument("--single-rounds", type=int, default=21)
+    parser.add_argument("--no-single", action="store_true", help="skip the single-threaded comparison")
+    args = parser.parse_args()
+    names = ["plain"] + [v for v in args.variants.split(",") if v and v != "plain"]
+    for v in names:
+        if v not in ALL:
+            parser.error(f"unknown variant {v!r}; known: {', '.join(ALL)}")
+    if args.rounds < 1 or args.seconds <= 0 or args.threads < 1:
+        parser.error("--rounds, --seconds and --threads must be positive")
+
+    load = os.getloadavg()
+    with Sandbox(replicas=2) as sb:
+        setup = sa.create_engine(sb.primary_url)
+        Base.metadata.create_all(setup)
+        with setup.begin() as conn:
+            conn.execute(
+                sa.insert(Item),
+                [
+                    {"id": i, "name": f"item {i}", "price": i}
+                    for i in range(1, args.threads * ROWS_PER_THREAD + 1)
+                ],
+            )
+        setup.dispose()
+        sb.wait_caught_up()
+
+        variants = [Variant(v, sb, args.driver) for v in names]
+        rates: dict[str, list[float]] = {v: [] for v in names}
+        ratios: dict[str, list[float]] = {v: [] for v in names}
+        cpus: dict[str, list[float]] = {v: [] for v in names}
+        where: dict[str, dict[str, int]] = {v: {} for v in names}
+        try:
+            for variant in variants:  # warm pools, statement caches, the monitors
+                _run(variant, args.threads, min(1.0, args.seconds))
+            for r in range(args.rounds):
+                order = variants[r % len(variants) :] + variants[: r % len(variants)]
+                got: dict[str, float] = {}
+                for variant in order:
+                    got[variant.name], cpu, seen = _run(variant, args.threads, args.seconds)
+                    cpus[variant.name].append(cpu)
+                    for k, n in seen.items():
+                        where[variant.name][k] = where[variant.name].get(k, 0) + n
+                for v in names:
+                    rates[v].append(got[v])
+                    ratios[v].append(got[v] / got["plain"])
+                print(
+                    f"round {r + 1}: "
+                    + ", ".join(f"{v} {got[v]:.0f}/s ({got[v] / got['plain']:.3f})" for v in names),
+                    flush=True,
+                )
+        finally:
+            for variant in variants:
+                variant.dispose()
+
+        single = None if args.no_single else _single(sb, args.driver, args.single_rounds, 200)
+
+    print()
+    print(
+        f"{args.threads} threads; request = 1 ORM UPDATE + commit + {READS} ORM point reads; "
+        f"driver {args.driver}; median of {args.rounds} rounds of {args.seconds:g} s; "
+        f"load average at start {load[0]:.2f} on {os.cpu_count()} cores"
+    )
+    print(f"  {'variant':<44} {'stmts/s':>8} {'ratio':>6} {'CPU µs/stmt':>11}  {'goal':<11} all rounds")
+    for v in names:
+        ratio = statistics.median(ratios[v])
+        goal = GOALS.get(v)
+        verdict = "" if goal is None else f"≥{goal:.2f} {'PASS' if ratio >= goal else 'MISS'}"
+        rounds = " ".join(f"{x:.3f}" for x in ratios[v])
+        cpu = statistics.median(cpus[v])
+        print(
+            f"  {ALL[v]:<44} {statistics.median(rates[v]):>8.0f} {ratio:>6.3f} {cpu:>11.0f}  {verdict:<11} {rounds}"
+        )
+    for v in names:
+        if where[v]:
+            targets = {k: n for k, n in where[v].items() if not k.startswith("kind:")}
+            kinds = {k[5:]: n for k, n in where[v].items() if k.startswith("kind:")}
+            total = sum(targets.values()) or 1
+            shares = ", ".join(f"{k} {100 * n / total:.0f}%" for k, n in sorted(targets.items()))
+            kinds_text = ", ".join(f"{k} {100 * n / total:.0f}%" for k, n in sorted(kinds.items()))
+            print(f"  {v}: statements on {shares}; kinds {kinds_text}")
+    if single is not None:
+        p, r, ratio = single
+        print(
+            f"single-threaded, 200 ORM point reads per session, {args.single_rounds} interleaved rounds: "
+            f"plain {p * 1000:.2f} ms, rwsplit {r * 1000:.2f} ms, median ratio {ratio:.3f} "
+            f"(goal ≤ 1.03: {'PASS' if ratio <= 1.03 else 'MISS'})"
+        )
+
+
+if __name__ == "__main__":
+    main()
