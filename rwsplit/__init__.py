@@ -7,6 +7,8 @@ reads its own writes::
     Session = rwsplit.sessionmaker(engine)
 """
 
+from typing import TYPE_CHECKING
+
 from ._version import __version__
 from .balancer import (
     Balancer,
@@ -34,6 +36,16 @@ from .observe import CausalWaits, ReplicaEvent, RouteEvent, Stats, listen, liste
 from .observe import remove as remove_listener
 from .session import RoutingSession, UsePrimary, sessionmaker
 from .urls import parse_url_list
+
+if TYPE_CHECKING:  # type checkers see the async API's real types; at run time it loads on first use
+    from .aio import (
+        AsyncRoutingConnection,
+        AsyncRoutingEngine,
+        AsyncRoutingSession,
+        AsyncRoutingTransaction,
+        async_sessionmaker,
+        create_async_engine,
+    )
 
 _ASYNC_NAMES = frozenset(
     {

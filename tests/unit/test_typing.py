@@ -134,3 +134,27 @@ def test_a_wrong_type_is_reported(tmp_path: Path) -> None:
     )
     assert status == 1, out
     assert out.count("Expression is of type") == 2, out
+
+
+@pytest.mark.typing
+def test_the_async_api_types_through_the_lazy_package_names(tmp_path: Path) -> None:
+    """``rwsplit.create_async_engine`` … load on first use, yet type checkers see their real types."""
+    out, status = _mypy(
+        tmp_path,
+        """
+        async def main() -> None:
+            aengine = rwsplit.create_async_engine("mysql+asyncmy://u@h/db", max_lag=1.0)
+            assert_type(aengine, rwsplit.AsyncRoutingEngine)
+            ASession = rwsplit.async_sessionmaker(aengine)
+            async with ASession() as s:
+                assert_type(s, rwsplit.AsyncRoutingSession)
+                assert_type(await s.scalars(select(User.id)), ScalarResult[int])
+                assert_type(s.last_target, str | None)
+            async with aengine.connect() as conn:
+                assert_type(conn, rwsplit.AsyncRoutingConnection)
+                assert_type(await conn.scalars(select(User.id)), ScalarResult[int])
+            rwsplit.create_async_engine("mysql+asyncmy://u@h/db", max_lag="1")  # wrong option type
+        """,
+    )
+    assert status == 1, out
+    assert out.count("error:") == 1 and '"max_lag"' in out, out
