@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 import sqlalchemy.exc as sa_exc
 import sqlalchemy.ext.asyncio as sa_async
 from sqlalchemy.engine import URL, Dialect
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncResult, AsyncScalarResult, AsyncSession
+from sqlalchemy.ext.asyncio.base import asyncstartablecontext
 from sqlalchemy.util import greenlet_spawn
 
 from .connection import RoutingConnection
@@ -358,6 +359,32 @@ class AsyncRoutingConnection:
         """The first column of every row, routed like :meth:`execute`."""
         result = await self.execute(statement, parameters, execution_options=execution_options)
         return result.scalars()
+
+    @asyncstartablecontext
+    async def stream(
+        self, statement: Executable, parameters: Any = None, *, execution_options: Any = None
+    ) -> AsyncIterator[AsyncResult[Unpack[_AnyRow]]]:
+        """``AsyncConnection.stream``: rows fetched as they are iterated (a server-side cursor on the
+        connection the statement routes to); ``await conn.stream(…)`` or ``async with``."""
+        options = {**(execution_options or {}), "stream_results": True}
+        result = await greenlet_spawn(
+            self.sync_connection.execute, statement, parameters, execution_options=options
+        )
+        streamed = AsyncResult(result)
+        try:
+            yield streamed
+        except GeneratorExit:
+            pass
+        else:
+            await streamed.close()
+
+    @asyncstartablecontext
+    async def stream_scalars(
+        self, statement: Executable, parameters: Any = None, *, execution_options: Any = None
+    ) -> AsyncIterator[AsyncScalarResult[Any]]:
+        """:meth:`stream`, yielding the first column of each row."""
+        async with self.stream(statement, parameters, execution_options=execution_options) as result:
+            yield result.scalars()
 
     async def run_sync(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
         """``fn(sync_connection, *args, **kwargs)`` in the greenlet (``AsyncConnection.run_sync``)."""

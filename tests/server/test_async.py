@@ -493,3 +493,26 @@ def test_dispose_never_blocks_the_loop_on_a_frozen_server(sandbox: Sandbox, make
         asyncio.run(body())
     finally:
         sandbox.thaw(1)
+
+
+def test_core_streaming_reads_a_replica(sandbox: Sandbox, make: Make, add_user: Callable[..., int]) -> None:
+    names = [unique("stream") for _ in range(3)]
+    for name in names:
+        add_user(name)
+    engine = make()
+    query = sa.select(User.name).where(User.name.in_(names)).order_by(User.name)
+
+    async def body() -> None:
+        async with engine.connect() as conn:
+            async with conn.stream(query) as result:  # a server-side cursor on the replica
+                assert [row.name async for row in result] == sorted(names)
+            assert conn.last_target in REPLICAS
+            scalars = await conn.stream_scalars(query)  # the awaitable form
+            assert [name async for name in scalars] == sorted(names)
+            await conn.execute(sa.insert(User).values(name=unique()))
+            async with conn.stream(query) as result:  # after a write: its transaction, the primary
+                assert len(await result.all()) == 3
+            assert conn.last_target == "primary"
+            await conn.rollback()
+
+    _run(body, engine)
