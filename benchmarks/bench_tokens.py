@@ -19,9 +19,9 @@ import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 import rwsplit
-from rwsplit.causal import decode_token, encode_token
 from rwsplit.gtid import Position
 from rwsplit.sandbox import Sandbox
+from rwsplit.tokens import decode_token, encode_token
 
 
 class Base(DeclarativeBase):

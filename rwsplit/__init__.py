@@ -18,7 +18,7 @@ from .balancer import (
     WeightedBalancer,
 )
 from .balancer import __getattr__ as _balancer_names  # the balancers' pre-0.2 names, deprecated
-from .causal import ConsistencyScope, consistency, merge_tokens
+from .causal import ConsistencyScope, consistency
 from .classifier import Route, classify
 from .connection import RoutingConnection, RoutingTransaction
 from .consistency_state import pin_primary_until, pinned_until
@@ -35,6 +35,7 @@ from .integrations.scoping import RoutingScopedSession, scoped_session
 from .observe import CausalWaits, ReplicaEvent, RouteEvent, Stats, listen, listens_for
 from .observe import remove as remove_listener
 from .session import RoutingSession, UsePrimary, sessionmaker
+from .tokens import merge_tokens
 from .urls import parse_url_list
 
 if TYPE_CHECKING:  # type checkers see the async API's real types; at run time it loads on first use

@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
-import hmac
 import logging
-import math
 import os
 import re
 import time
@@ -35,10 +32,10 @@ from .build import (
     ping_when_idle,
     server_spec,
 )
-from .causal import decode_token, encode_token, install_commit_capture, token_keys
+from .causal import install_commit_capture
 from .classifier import PRIMARY
 from .connection import RoutingConnection
-from .consistency_state import ConsistencyState, allow_pin_window, pin_primary_until, pinned_until
+from .consistency_state import ConsistencyState, allow_pin_window
 from .drivers import bounded_connect_args, driver_of, error_number
 from .engine_surface import EngineSurface
 from .failover import (
@@ -56,6 +53,7 @@ from .observe import Observer, Stats
 from .policy import READ_YOUR_WRITES, RoutingPolicy
 from .router import Decision, Router
 from .state import ServerReport
+from .tokens import TokenCodec, token_keys
 from .urls import cluster_key, coerce_servers, mask_key, mask_url
 
 __all__ = ["create_engine", "RoutingEngine", "ServerReport"]
@@ -71,10 +69,6 @@ _ENGINES: weakref.WeakSet[RoutingEngine] = weakref.WeakSet()
 def _wait_statement(sql: str) -> sa.TextClause:
     """The causal wait as a ``text()`` with bound parameters: each dialect renders its paramstyle."""
     return sa.text(sql)
-
-
-def _pin_mac(key: bytes, cluster: str, until: str) -> str:
-    return hmac.new(key, f"pin.{cluster}.{until}".encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def _after_fork_in_child() -> None:
@@ -119,7 +113,14 @@ class RoutingEngine(EngineSurface):
         self._engines: dict[str, Engine] = {PRIMARY: primary, **self._replicas}
         self._disposed = False
         self._observer = observer
-        self._token_keys = token_keys
+        self._tokens = TokenCodec(
+            cluster,
+            token_keys,
+            router.policy.pin_window,
+            lambda: self._flavor,
+            lambda: monitor.snapshot().primary.position,
+            monitor.primary_position_now,
+        )
         monitor.subscribe(observer.snapshot_changed)
 
     @property
@@ -196,36 +197,17 @@ class RoutingEngine(EngineSurface):
         return self._flavor.parse_position(text)
 
     def _decode_token(self, token: str) -> Position:
-        """The position in a consistency token of this cluster; ``ValueError`` for a bad one: not
-        signed with this engine's ``token_key`` (when it has one), or naming a position the
-        primary has not produced."""
-        position = decode_token(token, self.cluster_id, flavor=self._flavor, keys=self._token_keys)
-        self._check_produced(position)
-        return position
+        """The position in a consistency token of this cluster (``ValueError`` for a bad one)."""
+        return self._tokens.decode(token)
+
+    def _encode_token(self, position: Position) -> str:
+        return self._tokens.encode(position)
 
     def verify_token(self, token: str) -> None:
         """Check a client's token at the boundary: ``ValueError`` if this engine would refuse it
         (malformed, unsigned or wrongly signed with a ``token_key``, another cluster, or a
         position the primary has not produced), e.g. to answer HTTP 400 before any work."""
-        self._decode_token(token)
-
-    def _check_produced(self, position: Position) -> None:
-        """Refuse a position from the future: beyond the primary's, as the monitor last saw it or,
-        if the token is newer than that probe, as the primary says now (one short query)."""
-        if not position or self.monitor.snapshot().primary.position.covers(position):
-            return
-        try:
-            now = self.monitor.primary_position_now()
-        except Exception:  # the primary is unreachable: no read will wait long for it anyway
-            return
-        if not now.covers(position):
-            raise ValueError(
-                f"consistency token names a position the primary has not produced ({position}; "
-                f"the primary is at {now})"
-            )
-
-    def _encode_token(self, position: Position) -> str:
-        return encode_token(position, self.cluster_id, self._token_keys)
+        self._tokens.decode(token)
 
     def pin_cookie(self) -> str:
         """This thread/task's pin (``pin_window``) as a cookie value, signed with ``token_key``.
@@ -234,31 +216,12 @@ class RoutingEngine(EngineSurface):
         from now; without a ``token_key`` the value is the bare time, which a client could change
         (only within that clamp).
         """
-        until = f"{pinned_until():.3f}"
-        if not self._token_keys:
-            return until
-        return f"{until}.{_pin_mac(self._token_keys[0], self.cluster_id, until)}"
+        return self._tokens.pin_cookie()
 
     def restore_pin(self, cookie: str | None) -> None:
         """Restore a :meth:`pin_cookie` value (``None``/``""``: nothing); ``ValueError`` for a bad or
         unsigned one. Clamped to ``pin_window`` from now."""
-        if not cookie:
-            return
-        if not isinstance(cookie, str) or len(cookie) > 64:
-            raise ValueError("pin cookie must be the short string engine.pin_cookie() returned")
-        until = cookie
-        if self._token_keys:
-            until, _, mac = cookie.rpartition(".")
-            macs = (_pin_mac(key, self.cluster_id, until) for key in self._token_keys)
-            if not any(hmac.compare_digest(mac, expected) for expected in macs):
-                raise ValueError("pin cookie signature does not match (forged, altered or another key)")
-        try:
-            value = float(until)
-        except ValueError:
-            raise ValueError("pin cookie is not a time (expected engine.pin_cookie()'s value)") from None
-        if not math.isfinite(value):
-            raise ValueError("pin cookie is not a finite time")
-        pin_primary_until(min(value, time.time() + self.policy.pin_window))
+        self._tokens.restore_pin(cookie)
 
     def _causal_wait(self, connection: Connection, position: Position) -> bool:
         """Wait (at most ``causal_timeout``) on a replica connection until it applied ``position``."""

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import ArgumentError
 
-from .causal import cluster_id, named_cluster_id
+from .tokens import cluster_id, named_cluster_id
 
 __all__ = ["parse_url_list", "coerce_servers", "mask_url", "mask_key", "cluster_key"]
 

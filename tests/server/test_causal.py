@@ -12,9 +12,9 @@ from models import Doc
 from waiting import wait_for
 
 import rwsplit
-from rwsplit.causal import decode_token, encode_token
 from rwsplit.gtid import parse_mariadb
 from rwsplit.sandbox import Sandbox
+from rwsplit.tokens import decode_token, encode_token
 
 
 @pytest.fixture()

@@ -106,7 +106,7 @@ def test_session_tokens_name_the_commit_and_other_connections_are_untouched(
         with Session() as s:
             s.add(Item(name=name))
             s.commit()
-            assert str(rwsplit.causal.decode_token(s.consistency_token())) == sandbox.primary_gtid()
+            assert str(rwsplit.tokens.decode_token(s.consistency_token())) == sandbox.primary_gtid()
             assert s.scalar(sa.select(Item.name).where(Item.name == name)) == name
     # only the primary's connections track last_gtid; replicas keep the server's default
     with eng.replicas[0].connect() as conn:

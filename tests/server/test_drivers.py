@@ -20,10 +20,10 @@ from waiting import wait_for
 
 import rwsplit
 from rwsplit.build import fresh_connection_check
-from rwsplit.causal import decode_token
 from rwsplit.drivers import DRIVERS, bounded_connect_args, error_number
 from rwsplit.failover import _timed_out, at_connect, is_connection_error
 from rwsplit.sandbox import Sandbox
+from rwsplit.tokens import decode_token
 
 SYNC_DRIVERS = ["mysql+pymysql", "mysql+mysqldb", "mariadb+mariadbconnector"]
 MODULES = {"pymysql": "pymysql", "mysqldb": "MySQLdb", "mariadbconnector": "mariadb"}

@@ -17,9 +17,9 @@ from sqlalchemy import String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 import rwsplit
-from rwsplit.causal import encode_token
 from rwsplit.gtid import parse_mariadb
 from rwsplit.sandbox import Sandbox
+from rwsplit.tokens import encode_token
 
 README = pathlib.Path(__file__).resolve().parents[2] / "README.rst"
 

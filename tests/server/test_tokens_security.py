@@ -17,9 +17,9 @@ import sqlalchemy as sa
 from models import Doc
 
 import rwsplit
-from rwsplit.causal import decode_token, encode_token
 from rwsplit.gtid import Position, parse_mariadb
 from rwsplit.sandbox import Sandbox
+from rwsplit.tokens import decode_token, encode_token
 
 Make = Callable[..., rwsplit.RoutingEngine]
 KEY = "k" * 16 + "-first-test-key"
@@ -39,7 +39,7 @@ def _genuine(engine: rwsplit.RoutingEngine) -> str:
 
 def _forged_future(engine: rwsplit.RoutingEngine, token: str) -> Position:
     """A position 10^9 transactions past the token's (what a hostile client writes)."""
-    position = decode_token(token, keys=engine._token_keys) if engine._token_keys else decode_token(token)
+    position = decode_token(token, keys=engine._tokens.keys)
     return Position({d: seq + 10**9 for d, seq in position.seqs.items()}, position.servers)
 
 

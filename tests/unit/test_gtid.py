@@ -70,8 +70,8 @@ def test_positions_within_the_primary_and_missing_counts() -> None:
 
 
 def test_decode_token_takes_a_flavour_name_or_object() -> None:
-    from rwsplit.causal import decode_token, encode_token
     from rwsplit.flavor import MYSQL
+    from rwsplit.tokens import decode_token, encode_token
 
     uuid = "3e11fa47-71ca-11e1-9e33-c80aa9429562"
     token = encode_token(MYSQL.parse_position(f"{uuid}:1-5"), "0123abcd")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rwsplit.causal import decode_token, encode_token, merge_tokens, token_keys
 from rwsplit.gtid import parse_mariadb
+from rwsplit.tokens import decode_token, encode_token, merge_tokens, token_keys
 
 KEY = b"0123456789abcdef-key-one"
 OTHER = b"fedcba9876543210-key-two"
