@@ -233,7 +233,7 @@ class RoutingConnection(ConnectionEventsTarget):
                 lambda _: self._drop_replica(),
             )
         self.last_target = decision.target
-        self.engine._observer.routed(decision, statement, self.engine._lag)
+        self.engine._observer.routed(decision, statement)
         bind = self.engine._bind_for(decision, state)
         if bind is self.engine.primary:
             return run(self._primary_connection())

@@ -147,11 +147,6 @@ class RoutingEngine(EngineSurface):
         """``"primary"`` and each replica name → its SQLAlchemy Engine."""
         return self._engines
 
-    def _lag(self, name: str) -> float | None:
-        """A replica's lag as the monitor last measured it (for the decision log and events)."""
-        replica = self.monitor.snapshot().replica(name)
-        return None if replica is None else replica.lag
-
     def stats(self, reset: bool = False) -> Stats:
         """What this engine routed: statements per server, decisions per kind, the share of reads
         replicas served, causal waits, failovers, fallbacks (see :class:`~rwsplit.observe.Stats`).
@@ -392,6 +387,12 @@ def _server_engine(url: URL, **kwargs: Any) -> Engine:
     return sa.create_engine(url, **kwargs)
 
 
+def _replica_lag(monitor: Monitor, name: str) -> float | None:
+    """A replica's lag as the monitor last measured it (for the decision log and route events)."""
+    replica = monitor.snapshot().replica(name)
+    return None if replica is None else replica.lag
+
+
 def create_engine(
     url: str | URL,
     *,
@@ -550,7 +551,8 @@ def create_engine(
         raise TypeError(f"log_statements must be True or False, got {type(log_statements).__name__}")
     keys = token_keys(token_key)
     allow_pin_window(policy.pin_window)
-    observer = Observer(policy.max_lag, log_statements=log_statements)
+    lag = functools.partial(_replica_lag, monitor)
+    observer = Observer(policy.max_lag, lag=lag, log_statements=log_statements)
     engine = RoutingEngine(
         primary, replica_engines, monitor, router, urls, token_cluster, primary_reads, observer, keys
     )

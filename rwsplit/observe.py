@@ -139,8 +139,15 @@ def _percentile(ordered: list[float], q: float) -> float | None:
 class Observer:
     """One routing engine's counters, decision log and event listeners."""
 
-    def __init__(self, max_lag: float, *, log_statements: bool = False) -> None:
+    def __init__(
+        self,
+        max_lag: float,
+        *,
+        lag: Callable[[str], float | None] = lambda name: None,
+        log_statements: bool = False,
+    ) -> None:
         self.max_lag = max_lag
+        self._lag = lag  # a replica's last measured lag: read only when logging or listening
         self.log_statements = log_statements
         self._listeners: dict[str, list[Callable[[Any], None]]] = {name: [] for name in EVENTS}
         self._listening = False  # any route listener: read once per statement
@@ -155,7 +162,7 @@ class Observer:
         self._carried_events: Counter[str] = Counter()
 
     # ------------------------------------------------------------------ per statement
-    def routed(self, decision: Decision, statement: Any, lag: Callable[[str], float | None]) -> None:
+    def routed(self, decision: Decision, statement: Any) -> None:
         """Count one routed statement; log it and tell ``route`` listeners when anyone listens."""
         try:
             targets, kinds = self._local.counts
@@ -164,7 +171,7 @@ class Observer:
         targets[decision.target] += 1  # string keys, plain dicts: ~50 ns each
         kinds[decision.kind] += 1
         if self._listening or _logging_debug(_DEBUG):
-            self._emit(decision, statement, lag)
+            self._emit(decision, statement)
 
     def _register(self) -> _Counts:
         counts: _Counts = (defaultdict(int), defaultdict(int))
@@ -185,9 +192,9 @@ class Observer:
                 alive.append((ref, counts))
         self._threads = alive
 
-    def _emit(self, decision: Decision, statement: Any, lag: Callable[[str], float | None]) -> None:
+    def _emit(self, decision: Decision, statement: Any) -> None:
         target = decision.target
-        replica_lag = None if target == PRIMARY else lag(target)
+        replica_lag = None if target == PRIMARY else self._lag(target)
         text = None
         if self.log_statements and statement is not None:
             text = " ".join(str(statement).split())[:_STATEMENT_TEXT]

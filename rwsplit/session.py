@@ -108,10 +108,10 @@ class RoutingSession(Session):
         if clause is None or flushing:
             if flushing or mapper is not None:  # a flush or a bulk_* operation writes
                 state.wrote()
-                engine._observer.routed(_FLUSH, None, engine._lag)
+                engine._observer.routed(_FLUSH, None)
             else:  # get_bind() without a statement: the transaction stays on the primary
                 state.bind_transaction()
-                engine._observer.routed(_CONNECTION, None, engine._lag)
+                engine._observer.routed(_CONNECTION, None)
             self._rwsplit_target = PRIMARY
             return engine.primary
         options, hint = self._rwsplit_call
@@ -129,7 +129,7 @@ class RoutingSession(Session):
                 lambda _: _forget_connection(self, replica),
             )
         target = self._rwsplit_target = decision.target
-        engine._observer.routed(decision, clause, engine._lag)
+        engine._observer.routed(decision, clause)
         if target != PRIMARY:
             return self._rwsplit_engines[target]
         return engine._bind_for(decision, state)

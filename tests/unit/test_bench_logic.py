@@ -264,7 +264,7 @@ def _routed(kinds: dict[str, int], waits: tuple[tuple[float, bool], ...] = ()) -
     for kind, n in kinds.items():
         decision = Decision("replica1" if kind in ("read", "causal") else "primary", kind, kind=kind)
         for _ in range(n):
-            observer.routed(decision, None, lambda _name: None)
+            observer.routed(decision, None)
     for seconds, reached in waits:
         observer.waited("replica1", seconds, reached)
     return observer.stats()
