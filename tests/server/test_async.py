@@ -297,6 +297,15 @@ def _ticking(gaps: list[float]) -> tuple[asyncio.Event, Callable[[], Awaitable[N
     return stop, tick
 
 
+def _assert_loop_never_blocked(gaps: list[float]) -> None:
+    """The loop's total lateness stays under 0.35 s: half of the least a blocking wait would cost in
+    these tests (0.7 s of backoff, 1.5 s of causal waits, a 0.7 s join), while one scheduling spike
+    of a loaded CI machine (up to ~0.3 s seen) still passes."""
+    late = sum(gap - 0.01 for gap in gaps if gap > 0.05)
+    assert gaps, "the ticker never ran"
+    assert late < 0.35, f"the loop was blocked {late:.3f} s in all (longest gap {max(gaps):.3f} s)"
+
+
 def test_causal_waits_never_block_the_loop(sandbox: Sandbox, make: Make) -> None:
     """A ticker task keeps ticking while causal reads wait 0.3 s each on a lagging replica."""
     engine = make(read_your_writes="causal", max_lag=30, causal_timeout=0.3)
@@ -315,7 +324,7 @@ def test_causal_waits_never_block_the_loop(sandbox: Sandbox, make: Make) -> None
         assert all(saw for saw, _ in ok)
         assert {target for _, target in ok} == {"primary"}  # no replica reached the writes in time
         assert waited >= 0.3  # the reads did wait on a replica that lacks the writes
-        assert max(gaps) < 0.15, f"the loop stalled {max(gaps):.3f} s"
+        _assert_loop_never_blocked(gaps)
 
     for r in (1, 2):
         sandbox.delay_replica(r, 5)
@@ -347,7 +356,7 @@ def test_primary_connect_backoff_never_blocks_the_loop(sandbox: Sandbox, make: M
             stop.set()
             await ticker
         assert time.monotonic() - started >= 0.3  # it did back off: 0.1 + 0.2 + 0.4 s at least
-        assert max(gaps) < 0.15, f"the loop stalled {max(gaps):.3f} s"
+        _assert_loop_never_blocked(gaps)
 
     sandbox.kill("primary")
     try:
@@ -486,7 +495,7 @@ def test_dispose_never_blocks_the_loop_on_a_frozen_server(sandbox: Sandbox, make
         await engine.dispose()
         stop.set()
         await ticker
-        assert max(gaps) < 0.15, f"the loop stalled {max(gaps):.3f} s"
+        _assert_loop_never_blocked(gaps)
 
     sandbox.freeze(1)
     try:
