@@ -314,7 +314,7 @@ def test_an_extra_domain_on_one_replica_does_not_stall_the_others(sandbox: Sandb
             assert s.execute(sa.select(Item.version).where(Item.id == pk)).scalar() == 3
             took = time.monotonic() - started
             assert s.last_target == "replica2"
-            assert took < 0.5
+            assert took < 0.9  # no causal_timeout (1 s) spent waiting for domain 77 on replica2
             assert "77" not in eng._decode_token(s.consistency_token()).seqs
 
 

@@ -44,7 +44,7 @@ def _forged_future(engine: rwsplit.RoutingEngine, token: str) -> Position:
 
 
 def test_a_checksum_valid_token_from_the_future_is_refused_before_any_wait(make_engine: Make) -> None:
-    engine = make_engine(read_your_writes="causal", causal_timeout=0.5)
+    engine = make_engine(read_your_writes="causal", causal_timeout=2.0)
     forged = encode_token(_forged_future(engine, _genuine(engine)), engine.cluster_id)
     Session = rwsplit.sessionmaker(engine)
     started = time.monotonic()
@@ -56,7 +56,7 @@ def test_a_checksum_valid_token_from_the_future_is_refused_before_any_wait(make_
         conn.advance(forged)
     with rwsplit.consistency(forged), pytest.raises(ValueError, match="has not produced"):
         Session()  # a causal session joining the scope verifies its token
-    assert time.monotonic() - started < 0.5  # no causal_timeout was spent on any of them
+    assert time.monotonic() - started < 1.5  # no causal_timeout (2 s) was spent on any of them
 
 
 def test_signed_tokens_refuse_other_keys_truncation_and_unsigned_ones(make_engine: Make) -> None:
