@@ -8,6 +8,7 @@ the installed SQLAlchemy.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any, Final
 
@@ -136,9 +137,29 @@ def statement_cache_key(stmt: Any) -> Hashable | None:
 # Read on every statement a session routes: the common case costs one attribute access.
 
 
-def statement_options(statement: object) -> Mapping[str, Any] | None:
-    """A statement's own execution options (public ``get_execution_options()``); None for SQL text."""
+def _public_statement_options(statement: object) -> Mapping[str, Any] | None:
     return statement.get_execution_options() if isinstance(statement, Executable) else None
+
+
+def _checked_user_options(statement: object) -> Sequence[Any]:
+    if not isinstance(statement, Executable):
+        return ()
+    options: Sequence[Any] = _private(statement, "_with_options")
+    return options
+
+
+# Executable keeps both as class-level defaults; where it does, one getattr answers.
+_FAST_STATEMENT_ATTRS: Final = all(
+    hasattr(Executable, name) for name in ("_execution_options", "_with_options")
+)
+
+
+def statement_options(statement: object) -> Mapping[str, Any] | None:
+    """A statement's own execution options (what ``get_execution_options()`` returns:
+    ``Executable._execution_options``); None for SQL text."""
+    if _FAST_STATEMENT_ATTRS:
+        return getattr(statement, "_execution_options", None)
+    return _public_statement_options(statement)
 
 
 def user_options(statement: object) -> Sequence[Any]:
@@ -147,10 +168,9 @@ def user_options(statement: object) -> Sequence[Any]:
     The public ``ORMExecuteState.user_defined_options`` exists only inside an ORM event, which
     would cost more than the routing itself.
     """
-    if not isinstance(statement, Executable):
-        return ()
-    options: Sequence[Any] = _private(statement, "_with_options")
-    return options
+    if _FAST_STATEMENT_ATTRS:
+        return getattr(statement, "_with_options", ())
+    return _checked_user_options(statement)
 
 
 def _orm_compile_options() -> Any:
@@ -184,9 +204,24 @@ def orm_load(statement: object) -> str | None:
     return None
 
 
-def flushing(session: Session) -> bool:
+def _checked_flushing(session: Session) -> bool:
     """The session is flushing (``Session._flushing``): what it sends now writes."""
     return bool(_private(session, "_flushing"))
+
+
+def _flushing_accessor() -> Callable[[Session], bool]:
+    """``Session._flushing`` as a C-level getter (read on every statement) if a new Session has
+    it, else the checked accessor that names the missing attribute."""
+    probe = Session()
+    try:
+        if isinstance(getattr(probe, "_flushing", None), bool):
+            return operator.attrgetter("_flushing")
+        return _checked_flushing
+    finally:
+        probe.close()
+
+
+flushing: Final = _flushing_accessor()
 
 
 def transaction_connections(trans: SessionTransaction) -> dict[Any, Any]:

@@ -103,7 +103,7 @@ class ConsistencyState:
         self.position = _NOWHERE
         self.after = _NOWHERE  # the position given at construction: reads see it even after reset()
         self.confirmed: dict[str, Position] = {}
-        self.gave_up = Position()  # positions a causal wait of this session already timed out for
+        self.gave_up = _NOWHERE  # positions a causal wait of this session already timed out for
         self._verify: Callable[[str], Position] | None = None  # the engine's token decoder
         self._encode: Callable[[Position], str] | None = None
         self.cluster: str | None = None
@@ -272,6 +272,6 @@ class ConsistencyState:
         self.replica = None
         self.failed.clear()
         self.position = self.after
-        self.gave_up = Position()
+        self.gave_up = _NOWHERE
         self.confirmed.clear()
         self.read_from.clear()

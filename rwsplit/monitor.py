@@ -82,7 +82,8 @@ class Monitor:
         self._timeline = Timeline()
         self._primary_server_id: int | None = None
         self._flavors: dict[str, Flavor] = {}
-        self._versions: Mapping[str, str] = {}  # replaced, never mutated: readers compare identity
+        # get_server_info() per server: replaced, never mutated (the router compares identity).
+        self.versions: Mapping[str, str] = {}
         self._replica_ids: dict[int, str] = {}
         self._publish_lock = threading.Lock()
         self._states: dict[str, ServerState] = {
@@ -172,7 +173,7 @@ class Monitor:
 
     def server_versions(self) -> Mapping[str, str]:
         """``get_server_info()`` of every server probed so far; a new mapping whenever one changes."""
-        return self._versions
+        return self.versions
 
     def mark_down(self, name: str, error: str, *, fresh_connection: bool = False) -> None:
         """Take a replica out at once after a failed read; probes started later must pass to
@@ -327,9 +328,9 @@ class Monitor:
 
     def _learn_version(self, name: str, info: str) -> None:
         self._flavors[name] = flavor_of(info)
-        if self._versions.get(name) != info:
+        if self.versions.get(name) != info:
             with self._publish_lock:
-                self._versions = {**self._versions, name: info}
+                self.versions = {**self.versions, name: info}
 
     def _probe_once(
         self, spec: ServerSpec, conn: pymysql.Connection | None, stop: threading.Event

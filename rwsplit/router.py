@@ -24,6 +24,7 @@ from .state import ServerState, Snapshot
 
 __all__ = ["Decision", "Router", "PRIMARY", "RETRIED_ON_PRIMARY"]
 
+_MAX_WRITE_DECISIONS = 1024
 _WAITED_ONCE = "causal: a wait for this position already timed out"
 _BEHIND_READ = "monotonic reads: no eligible replica has what this session already read"
 
@@ -71,6 +72,7 @@ class Router:
         self._in_flight = in_flight
         self._decisions: dict[tuple[str, str], Decision] = {}
         self._pinned: dict[str, Decision] = {}
+        self._writes: dict[tuple[str, str], Decision] = {}
         self._fallbacks: dict[float, Decision] = {}
         # (monitor's version mapping, the classifier for the floor over the replicas' versions):
         # recomputed when the mapping changes; one tuple, replaced whole, for concurrent readers.
@@ -92,7 +94,7 @@ class Router:
         ``rwsplit_max_lag=…``); ``hint`` is a caller-side reason to use the primary (an ORM
         refresh of an object this session wrote, …). Neither can send a write to a replica.
         """
-        versions = self.monitor.server_versions()
+        versions = self.monitor.versions
         seen, classify = self._classifier
         if versions is not seen:
             names = [r.name for r in self.monitor.snapshot().replicas]
@@ -101,7 +103,7 @@ class Router:
             self._classifier = (versions, classify)
         route = classify(statement)
         if route.target == PRIMARY:
-            return Decision(PRIMARY, route.reason, writes=True, effect=route.effect, kind=route.effect)
+            return self._writes.get((route.reason, route.effect)) or self._write_decision(route)
         if options and options.get("rwsplit_route") == "write":
             return _DECLARED_WRITE
         return self.read_target(state, options, hint, route.reason)
@@ -130,7 +132,7 @@ class Router:
             return Decision(PRIMARY, hint, fallback=retried, kind="retry" if retried else "hint")
         pinned = state.primary_reason()
         if pinned is not None:
-            return self._pinned_decision(pinned)
+            return self._pinned.get(pinned) or self._pinned_decision(pinned)
         if state.mode == "causal" or state.position:  # a token given to any session is honoured
             return self.causal_replica(state, max_lag, state.required(), reason)
         return self.pick_replica(state, max_lag, reason)
@@ -213,13 +215,18 @@ class Router:
                 self._fallbacks[max_lag] = decision
         return decision
 
+    def _write_decision(self, route: Route) -> Decision:
+        """A statement for the primary transaction, made once per reason and effect (a bounded set:
+        emptied past :data:`_MAX_WRITE_DECISIONS`, as reasons may name functions or tables)."""
+        if len(self._writes) >= _MAX_WRITE_DECISIONS:
+            self._writes.clear()
+        decision = Decision(PRIMARY, route.reason, writes=True, effect=route.effect, kind=route.effect)
+        return self._writes.setdefault((route.reason, route.effect), decision)
+
     def _pinned_decision(self, reason: str) -> Decision:
-        """A read pinned to the primary (the few reasons of ``primary_reason``), reused like replica ones."""
-        decision = self._pinned.get(reason)
-        if decision is None:
-            kind = "hint" if reason == USE_PRIMARY else "pinned"
-            decision = self._pinned.setdefault(reason, Decision(PRIMARY, reason, kind=kind))
-        return decision
+        """A read pinned to the primary (the few reasons of ``primary_reason``), made once per reason."""
+        kind = "hint" if reason == USE_PRIMARY else "pinned"
+        return self._pinned.setdefault(reason, Decision(PRIMARY, reason, kind=kind))
 
     def _balance(self, names: list[str]) -> str:
         in_flight = {name: self._in_flight(name) for name in names}

@@ -9,7 +9,7 @@ connection failed. No ``do_orm_execute`` hook: it would cost more than the routi
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import sqlalchemy.orm
@@ -35,6 +35,17 @@ _S = TypeVar("_S", bound="RoutingSession")
 
 _FLUSH = Decision(PRIMARY, "write: flush", writes=True, effect="write", kind="write")
 _CONNECTION = Decision(PRIMARY, "session.connection(): unknown statements", writes=True, kind="write")
+_NO_CALL: tuple[Any, str | None] = (None, None)
+
+
+def _call(statement: Any, kw: Mapping[str, Any]) -> tuple[Any, str | None]:
+    """What get_bind sees of one execute call: the call-level execution options over the
+    statement's own when the call sets a routing option (else get_bind reads the statement's)."""
+    options = kw.get("execution_options")
+    if not options or ("rwsplit_route" not in options and "rwsplit_max_lag" not in options):
+        return _NO_CALL
+    own = compat.statement_options(statement)
+    return ({**own, **options} if own else options), None
 
 
 class UsePrimary(UserDefinedOption):
@@ -117,22 +128,31 @@ class RoutingSession(Session):
         options, hint = self._rwsplit_call
         if options is None:
             options = compat.statement_options(clause)
-        decision = engine.router.decide(clause, state, options, hint or self._load_hint(clause))
+        if hint is None:
+            given = compat.user_options(clause)
+            # A pinned session reads the primary anyway: only its reason would change.
+            if given or (state.session_wrote and not state.session_pinned and state.mode != "causal"):
+                hint = self._load_hint(clause, given)
+        decision = engine.router.decide(clause, state, options, hint)
+        target = decision.target
         if decision.writes:
             state.ran_on_primary(decision.effect)
         elif decision.wait_for is not None:
-            replica = self._rwsplit_engines[decision.target]
+            replica = self._rwsplit_engines[target]
             decision = engine._await_position(
                 state,
                 decision,
                 lambda: self.connection(bind_arguments={"bind": replica}),
                 lambda _: _forget_connection(self, replica),
             )
-        target = self._rwsplit_target = decision.target
+            target = decision.target
+        self._rwsplit_target = target
         engine._observer.routed(decision, clause)
         if target != PRIMARY:
             return self._rwsplit_engines[target]
-        return engine._bind_for(decision, state)
+        if decision.fallback:
+            return engine._bind_for(decision, state)
+        return engine.primary
 
     def consistency_token(self) -> str:
         """An opaque token of the latest position this session wrote or observed (causal mode).
@@ -146,9 +166,10 @@ class RoutingSession(Session):
         """Make this session's later reads see at least the position in ``token``."""
         self.rwsplit_state.advance(self.routing_engine._decode_token(token))
 
-    def _load_hint(self, clause: Any) -> str | None:
-        """A reason to read from the primary that the statement itself carries, else None."""
-        for option in compat.user_options(clause):
+    def _load_hint(self, clause: Any, given: Sequence[Any]) -> str | None:
+        """A reason to read from the primary that the statement (with ``.options()`` ``given``)
+        carries, else None."""
+        for option in given:
             if isinstance(option, UsePrimary):
                 return "UsePrimary option"
         if self.rwsplit_state.session_wrote and self.rwsplit_state.mode != "causal":
@@ -163,7 +184,22 @@ class RoutingSession(Session):
 
         def execute(self, statement, params=None, **kw):
             """``Session.execute``: call-level options reach routing; failed replica reads are retried."""
-            return self._routed(Session.execute, statement, params, kw)
+            if getattr(statement, "is_dml", False):
+                # Before the ORM's own pre-fetch SELECT (synchronize_session="fetch") is routed.
+                self.rwsplit_state.wrote()
+            saved = self._rwsplit_call
+            options = kw.get("execution_options")  # the common case (no routing option) costs no call
+            if options and ("rwsplit_route" in options or "rwsplit_max_lag" in options):
+                self._rwsplit_call = call = _call(statement, kw)
+            else:
+                self._rwsplit_call = call = _NO_CALL
+            self._rwsplit_target = None
+            try:
+                return Session.execute(self, statement, params, **kw)
+            except DBAPIError as exc:
+                return self._recover(Session.execute, statement, params, kw, call[0], exc)
+            finally:
+                self._rwsplit_call = saved
 
         def scalars(self, statement, params=None, **kw):
             """``Session.scalars``, routed like :meth:`execute`."""
@@ -175,37 +211,37 @@ class RoutingSession(Session):
 
     def _routed(self, run: Any, statement: Any, params: Any, kw: dict[str, Any]) -> Any:
         """Run one statement with call-level options visible to get_bind, retrying failed replica reads."""
-        state = self.rwsplit_state
         if getattr(statement, "is_dml", False):
-            # Before the ORM's own pre-fetch SELECT (synchronize_session="fetch") is routed.
-            state.wrote()
+            self.rwsplit_state.wrote()
         saved = self._rwsplit_call
-        call_options = kw.get("execution_options") or None
-        if call_options is not None:
-            own = compat.statement_options(statement)
-            call_options = {**own, **call_options} if own else call_options
-        self._rwsplit_call = (call_options, None)
+        self._rwsplit_call = call = _call(statement, kw)
+        self._rwsplit_target = None
         try:
-            self._rwsplit_target = None
             return run(self, statement, params, **kw)
         except DBAPIError as exc:
-
-            def attempt(hint: str | None) -> Any:
-                self._rwsplit_call = (call_options, hint)
-                self._rwsplit_target = None
-                return run(self, statement, params, **kw)
-
-            engines = self._rwsplit_engines
-            return recover_read(
-                self.routing_engine,
-                state,
-                exc,
-                attempt,
-                lambda: self._rwsplit_target,
-                lambda target: _forget_connection(self, engines[target]),
-            )
+            return self._recover(run, statement, params, kw, call[0], exc)
         finally:
             self._rwsplit_call = saved
+
+    def _recover(
+        self, run: Any, statement: Any, params: Any, kw: dict[str, Any], options: Any, exc: DBAPIError
+    ) -> Any:
+        """A statement failed: re-run a replica read elsewhere (or re-raise), as failover decides."""
+
+        def attempt(hint: str | None) -> Any:
+            self._rwsplit_call = (options, hint)
+            self._rwsplit_target = None
+            return run(self, statement, params, **kw)
+
+        engines = self._rwsplit_engines
+        return recover_read(
+            self.routing_engine,
+            self.rwsplit_state,
+            exc,
+            attempt,
+            lambda: self._rwsplit_target,
+            lambda target: _forget_connection(self, engines[target]),
+        )
 
     def connection(
         self,

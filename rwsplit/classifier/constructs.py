@@ -301,6 +301,9 @@ def classify_select(stmt: Any, ro: Context, dialect: Dialect | None) -> Route:
     return route
 
 
+_DML_ROUTES: dict[str, Route] = {}  # "write: INSERT" …: a handful, made once (a write is routed per call)
+
+
 def classify_construct(stmt: Any, ro: Context, dialect: Dialect | None) -> Route:
     """Classify a SQLAlchemy executable by its type and structure."""
     if isinstance(stmt, TextClause):
@@ -313,7 +316,7 @@ def classify_construct(stmt: Any, ro: Context, dialect: Dialect | None) -> Route
         kind = "INSERT" if stmt.is_insert else "UPDATE" if stmt.is_update else "DELETE"
         if not (stmt.is_insert or stmt.is_update or stmt.is_delete):
             kind = type(stmt).__name__
-        return Route(PRIMARY, f"write: {kind}")
+        return _DML_ROUTES.get(kind) or _DML_ROUTES.setdefault(kind, Route(PRIMARY, f"write: {kind}"))
     if isinstance(stmt, Query):
         return classify_construct(stmt.statement, ro, dialect)
     try:

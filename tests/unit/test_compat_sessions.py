@@ -66,6 +66,21 @@ def test_statement_options_are_the_public_execution_options() -> None:
     assert compat.statement_options("SELECT 1") is None
 
 
+def test_fast_statement_options_are_what_get_execution_options_returns() -> None:
+    statements = [
+        sa.select(Parent),
+        sa.select(Parent).execution_options(rwsplit_max_lag=2, yield_per=5),
+        sa.update(Parent).values(name="x").execution_options(synchronize_session=False),
+        sa.insert(Parent),
+        sa.delete(Parent),
+        sa.text("SELECT 1").execution_options(rwsplit_route="primary"),
+        sa.union(sa.select(Parent.id), sa.select(Parent.id)),
+        sa.lambda_stmt(lambda: sa.select(Parent)),
+    ]
+    for stmt in statements:
+        assert compat.statement_options(stmt) == stmt.get_execution_options(), stmt
+
+
 def test_executable_with_options_exists() -> None:
     option = sa.orm.defer(Parent.name)
     assert compat.user_options(sa.select(Parent).options(option)) == (option,)
@@ -128,15 +143,19 @@ def test_dialect_methods_wrapped_per_engine_exist(name: str) -> None:
 
 
 # ---------------------------------------------------------------- missing: loud, never silent
-def test_missing_with_options_is_loud() -> None:
+def test_missing_with_options_is_loud(monkeypatch: pytest.MonkeyPatch) -> None:
     class Changed(sa.Executable):
         def __getattribute__(self, name: str) -> Any:
             if name == "_with_options":
                 raise AttributeError(name)
             return super().__getattribute__(name)
 
+    assert compat._FAST_STATEMENT_ATTRS  # this SQLAlchemy keeps the class-level defaults
+    # Without them (a future SQLAlchemy) the checked accessor runs and names the attribute.
+    monkeypatch.setattr(compat, "_FAST_STATEMENT_ATTRS", False)
     with pytest.raises(SQLAlchemyChanged, match="_with_options"):
         compat.user_options(Changed())
+    assert compat.statement_options(sa.select(Parent).execution_options(x=1)) == {"x": 1}
 
 
 def test_missing_orm_compile_options_is_loud(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -168,9 +187,15 @@ def test_orm_compile_options_lookup_answers_none_when_gone(monkeypatch: pytest.M
     assert compat._orm_compile_options() is None
 
 
-def test_missing_flushing_and_connections_are_loud() -> None:
+def test_missing_flushing_and_connections_are_loud(monkeypatch: pytest.MonkeyPatch) -> None:
+    class NoFlushFlag:
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(compat, "Session", NoFlushFlag)
+    accessor = compat._flushing_accessor()  # a Session without _flushing gets the checked accessor
     with pytest.raises(SQLAlchemyChanged, match="_flushing"):
-        compat.flushing(SimpleNamespace())  # type: ignore[arg-type]
+        accessor(SimpleNamespace())  # type: ignore[arg-type]
     with pytest.raises(SQLAlchemyChanged, match="_connections"):
         compat.transaction_connections(SimpleNamespace())  # type: ignore[arg-type]
 
