@@ -41,9 +41,12 @@ __all__ = [
 ROUTE_LOG = logging.getLogger("rwsplit.route")
 _DEBUG = logging.DEBUG
 _logging_debug = ROUTE_LOG.isEnabledFor  # bound once
-# logging's own per-level answer cache (Logger._cache, cleared whenever any level changes): a
-# dict lookup instead of a call on every statement; isEnabledFor fills it on a miss.
-_debug_cache: dict[int, bool] = getattr(ROUTE_LOG, "_cache", {})
+# logging's own per-level answer cache (Logger._cache, cleared in place whenever a level changes):
+# a cached False skips the call on every statement. Anything else asks isEnabledFor, which also
+# honours Logger.disabled; a logger class with its own isEnabledFor is always asked.
+_debug_cache: dict[int, bool] = (
+    getattr(ROUTE_LOG, "_cache", {}) if type(ROUTE_LOG).isEnabledFor is logging.Logger.isEnabledFor else {}
+)
 EVENTS = ("route", "replica_down", "replica_up", "lag_exceeded", "causal_wait")
 KINDS = ("read", "write", "lock", "session", "hint", "pinned", "causal", "fallback", "retry")
 """Decision kinds: replica reads (``read``; ``causal`` after a wait), statements the classifier
@@ -173,8 +176,7 @@ class Observer:
             targets, kinds = self._register()
         targets[decision.target] += 1  # string keys, plain dicts: ~50 ns each
         kinds[decision.kind] += 1
-        debug = _debug_cache.get(_DEBUG)
-        if self._listening or debug or (debug is None and _logging_debug(_DEBUG)):
+        if self._listening or (_debug_cache.get(_DEBUG) is not False and _logging_debug(_DEBUG)):
             self._emit(decision, statement)
 
     def _register(self) -> _Counts:

@@ -130,9 +130,10 @@ class RoutingSession(Session):
             options = compat.statement_options(clause)
         if hint is None:
             given = compat.user_options(clause)
-            # A pinned session reads the primary anyway: only its reason would change.
-            if given or (state.session_wrote and not state.session_pinned and state.mode != "causal"):
-                hint = self._load_hint(clause, given)
+            # ORM reloads after a write read the primary, unless a pin or causal reads cover them.
+            reloads = state.session_wrote and not state.session_pinned and state.mode != "causal"
+            if given or reloads:
+                hint = self._load_hint(clause, given, reloads)
         decision = engine.router.decide(clause, state, options, hint)
         target = decision.target
         if decision.writes:
@@ -166,13 +167,13 @@ class RoutingSession(Session):
         """Make this session's later reads see at least the position in ``token``."""
         self.rwsplit_state.advance(self.routing_engine._decode_token(token))
 
-    def _load_hint(self, clause: Any, given: Sequence[Any]) -> str | None:
-        """A reason to read from the primary that the statement (with ``.options()`` ``given``)
-        carries, else None."""
+    def _load_hint(self, clause: Any, given: Sequence[Any], reloads: bool) -> str | None:
+        """A reason to read from the primary that the statement carries (``given``: its
+        ``.options()``; ``reloads``: whether an ORM refresh or relationship load is one), else None."""
         for option in given:
             if isinstance(option, UsePrimary):
                 return "UsePrimary option"
-        if self.rwsplit_state.session_wrote and self.rwsplit_state.mode != "causal":
+        if reloads:
             load = compat.orm_load(clause)
             if load == "refresh":
                 return "refresh after this session wrote"

@@ -144,3 +144,30 @@ def test_delete_cascade_loads_children_from_the_primary(make_engine, stale_repli
         s.delete(item)  # cascade: the parts must come from the primary, or the FK refuses the delete
         s.commit()
     assert on_primary("SELECT COUNT(*) FROM test_ru_part WHERE item_id = %s", item_id) == 0
+
+
+def test_reloads_of_a_pinned_session_carry_the_pin(make_engine, stale_replicas) -> None:
+    """In a "session" session pinned by its write, refreshes, lazy and selectin loads all go to the
+    primary under the pin's reason (kind "pinned"), with or without statement options."""
+    e = make_engine(max_lag=60, read_your_writes="session")
+    wait_eligible(e)
+    events: list[rwsplit.RouteEvent] = []
+    rwsplit.listen(e, "route", events.append)
+    with rwsplit.sessionmaker(e)() as s:
+        user = User(name=unique("p"), addresses=[Address(email="a@x")])
+        s.add(user)
+        s.commit()
+        events.clear()
+        s.refresh(user)
+        assert [a.email for a in user.addresses] == ["a@x"]
+        loaded = s.scalars(
+            select(User)
+            .where(User.id == user.id)
+            .options(sa.orm.selectinload(User.addresses))
+            .execution_options(populate_existing=True)
+        ).all()
+        assert [u.id for u in loaded] == [user.id]
+    assert len(events) >= 3
+    assert {(ev.target, ev.kind, ev.reason) for ev in events} == {
+        (PRIMARY, "pinned", "read-your-writes: session wrote")
+    }
