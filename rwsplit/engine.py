@@ -382,6 +382,14 @@ def building_async() -> Iterator[None]:
         _ASYNC.reset(reset)
 
 
+# Each pool keeps what it opened, up to SQLAlchemy's default cap (pool_size 5 + max_overflow 10):
+# a request moves between pools (the primary for its write, a replica for its reads), so with
+# SQLAlchemy's defaults a pool often finds more than 5 idle and closes the extra, to open it again
+# moments later (README "Performance"). Any of _POOL_SETTINGS given: the app's choice stands.
+_POOL_DEFAULTS: dict[str, Any] = {"pool_size": 15, "max_overflow": 0}
+_POOL_SETTINGS = ("pool_size", "max_overflow", "poolclass", "pool")
+
+
 def _server_engine(url: URL, **kwargs: Any) -> Engine:
     """One server's SQLAlchemy Engine; under :func:`building_async`, the sync face of an AsyncEngine."""
     if _ASYNC.get():
@@ -512,7 +520,11 @@ def create_engine(
     # connection): by default each pool pings only connections idle over 1 s (build.ping_when_idle).
     # A given pool_pre_ping applies to every server as given.
     idle_ping = "pool_pre_ping" not in engine_kwargs
-    kwargs = {"pool_pre_ping": False, **engine_kwargs, "connect_args": connect_args}
+    kwargs = {"pool_pre_ping": False, **_POOL_DEFAULTS, **engine_kwargs, "connect_args": connect_args}
+    if any(key in engine_kwargs for key in _POOL_SETTINGS):  # the app sized or chose its pools
+        for key in _POOL_DEFAULTS:
+            if key not in engine_kwargs:
+                kwargs.pop(key)
     for key in ("logging_name", "pool_logging_name"):  # each server's engine gets its own (log_names)
         kwargs.pop(key, None)
     primary = _server_engine(primary_url, **kwargs, **log_names(engine_kwargs, PRIMARY))
