@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import replication
+from . import mysqld, replication
 from .cluster import Cluster
 from .errors import SandboxError
 from .flavor import Flavor
@@ -71,8 +71,13 @@ class FaultInjection(Cluster):
             replication.start_replication(cur, self._flavor())
 
     def freeze(self, which: str | int) -> None:
-        """SIGSTOP a server: it keeps its connections open but answers nothing."""
+        """SIGSTOP a server: it keeps its connections open but answers nothing (from the moment this
+        returns: it waits, up to 2 s, until every thread of the server has stopped)."""
         self._signal(which, signal.SIGSTOP)
+        pid = self._server(which)["pid"]
+        deadline = time.monotonic() + 2.0
+        while not mysqld.all_threads_stopped(pid) and time.monotonic() < deadline:
+            time.sleep(0.005)
 
     def thaw(self, which: str | int) -> None:
         """SIGCONT a frozen server."""

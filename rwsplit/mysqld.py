@@ -83,6 +83,23 @@ def pid_is_server(pid: int | None, datadir: str) -> bool:
     return state not in (b"Z", b"X") and f"--datadir={datadir}".encode() in cmdline
 
 
+def all_threads_stopped(pid: int) -> bool:
+    """True once every thread of ``pid`` is in the stopped state (``T``) after a SIGSTOP.
+
+    ``kill()`` returns before the group stop completes: a thread running on another core can
+    still answer a query in between. False where ``/proc`` cannot tell.
+    """
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+        for task in tasks:
+            with open(f"/proc/{pid}/task/{task}/stat", "rb") as f:
+                if f.read().rsplit(b")", 1)[1].split()[0] not in (b"T", b"t"):
+                    return False
+    except (OSError, IndexError):
+        return False
+    return bool(tasks)
+
+
 def reap(pid: int) -> None:
     """Collect an exited child's status, so it does not linger as a zombie."""
     with contextlib.suppress(ChildProcessError, OSError):

@@ -227,3 +227,26 @@ def test_cli_up_status_down(tmp_path: Path) -> None:
     assert down.returncode == 0, down.stderr
     assert _live_server_pids(str(target)) == []
     assert not target.exists()
+
+
+def test_freeze_returns_once_the_server_answers_nothing(sandbox: Sandbox) -> None:
+    """kill(SIGSTOP) returns before every thread stopped; freeze() waits for that, so a query sent
+    right after it gets no answer (one frozen replica answered in a loaded CI run)."""
+    from rwsplit import mysqld
+
+    conn = sandbox.connect(1, timeout=1.0)
+    try:
+        conn.cursor().execute("SELECT 1")
+        pid = sandbox._server(1)["pid"]
+        sandbox.freeze(1)
+        try:
+            assert mysqld.all_threads_stopped(pid)
+            started = time.monotonic()
+            with pytest.raises(pymysql.err.OperationalError):
+                conn.cursor().execute("SELECT 2")
+            assert time.monotonic() - started >= 0.9  # it waited: nothing answered
+        finally:
+            sandbox.thaw(1)
+        wait_for(lambda: not mysqld.all_threads_stopped(pid), 5, "replica1 thawed")
+    finally:
+        conn.close()
