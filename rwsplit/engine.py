@@ -66,12 +66,8 @@ _ENGINES: weakref.WeakSet[RoutingEngine] = weakref.WeakSet()
 
 
 @functools.lru_cache(maxsize=4)
-@functools.lru_cache(maxsize=8)
 def _wait_statement(sql: str) -> sa.TextClause:
-    """The causal wait as a ``text()`` with bound parameters: each dialect renders its paramstyle.
-
-    One object per SQL string (a flavour's), so its statement cache key is made once, not per wait.
-    """
+    """The causal wait as a ``text()`` with bound parameters: each dialect renders its paramstyle."""
     return sa.text(sql)
 
 

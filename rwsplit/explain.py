@@ -72,7 +72,7 @@ def explain(
     """Classify ``sql``; with ``engine``, also route it for a new session as the router would now."""
     if engine is None:
         return Explanation(sql, classify(sql, read_only_functions=frozenset(read_only_functions)))
-    versions = engine.monitor.server_versions()
+    versions = engine.monitor.versions
     server = server_floor(versions.get(name) for name in engine.replica_names)  # as the router does
     route = classify(sql, read_only_functions=engine.policy.read_only_functions, server=server)
     decision = engine.router.decide(sa.text(sql), engine._new_state())

@@ -82,7 +82,8 @@ class Monitor:
         self._timeline = Timeline()
         self._primary_server_id: int | None = None
         self._flavors: dict[str, Flavor] = {}
-        # get_server_info() per server: replaced, never mutated (the router compares identity).
+        # get_server_info() of every server probed so far: a new mapping whenever one changes,
+        # never mutated (the router compares identity).
         self.versions: Mapping[str, str] = {}
         self._replica_ids: dict[int, str] = {}
         self._publish_lock = threading.Lock()
@@ -170,10 +171,6 @@ class Monitor:
         """``"mariadb"``/``"mysql"`` once a probe has connected to that server, else None."""
         flavor = self._flavors.get(name)
         return None if flavor is None else flavor.name
-
-    def server_versions(self) -> Mapping[str, str]:
-        """``get_server_info()`` of every server probed so far; a new mapping whenever one changes."""
-        return self.versions
 
     def mark_down(self, name: str, error: str, *, fresh_connection: bool = False) -> None:
         """Take a replica out at once after a failed read; probes started later must pass to

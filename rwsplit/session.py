@@ -38,10 +38,9 @@ _CONNECTION = Decision(PRIMARY, "session.connection(): unknown statements", writ
 _NO_CALL: tuple[Any, str | None] = (None, None)
 
 
-def _call(statement: Any, kw: Mapping[str, Any]) -> tuple[Any, str | None]:
-    """What get_bind sees of one execute call: the call-level execution options over the
+def _call(statement: Any, options: Mapping[str, Any] | None) -> tuple[Any, str | None]:
+    """What get_bind sees of one execute call: the call-level execution ``options`` over the
     statement's own when the call sets a routing option (else get_bind reads the statement's)."""
-    options = kw.get("execution_options")
     if not options or ("rwsplit_route" not in options and "rwsplit_max_lag" not in options):
         return _NO_CALL
     own = compat.statement_options(statement)
@@ -185,22 +184,7 @@ class RoutingSession(Session):
 
         def execute(self, statement, params=None, **kw):
             """``Session.execute``: call-level options reach routing; failed replica reads are retried."""
-            if getattr(statement, "is_dml", False):
-                # Before the ORM's own pre-fetch SELECT (synchronize_session="fetch") is routed.
-                self.rwsplit_state.wrote()
-            saved = self._rwsplit_call
-            options = kw.get("execution_options")  # the common case (no routing option) costs no call
-            if options and ("rwsplit_route" in options or "rwsplit_max_lag" in options):
-                self._rwsplit_call = call = _call(statement, kw)
-            else:
-                self._rwsplit_call = call = _NO_CALL
-            self._rwsplit_target = None
-            try:
-                return Session.execute(self, statement, params, **kw)
-            except DBAPIError as exc:
-                return self._recover(Session.execute, statement, params, kw, call[0], exc)
-            finally:
-                self._rwsplit_call = saved
+            return self._routed(Session.execute, statement, params, kw)
 
         def scalars(self, statement, params=None, **kw):
             """``Session.scalars``, routed like :meth:`execute`."""
@@ -215,7 +199,7 @@ class RoutingSession(Session):
         if getattr(statement, "is_dml", False):
             self.rwsplit_state.wrote()
         saved = self._rwsplit_call
-        self._rwsplit_call = call = _call(statement, kw)
+        self._rwsplit_call = call = _call(statement, kw.get("execution_options"))
         self._rwsplit_target = None
         try:
             return run(self, statement, params, **kw)
