@@ -516,11 +516,9 @@ def create_engine(
     # connection): by default each pool pings only connections idle over 1 s (build.ping_when_idle).
     # A given pool_pre_ping applies to every server as given.
     idle_ping = "pool_pre_ping" not in engine_kwargs
-    kwargs = {"pool_pre_ping": False, **_POOL_DEFAULTS, **engine_kwargs, "connect_args": connect_args}
-    if any(key in engine_kwargs for key in _POOL_SETTINGS):  # the app sized or chose its pools
-        for key in _POOL_DEFAULTS:
-            if key not in engine_kwargs:
-                kwargs.pop(key)
+    sized = any(key in engine_kwargs for key in _POOL_SETTINGS)  # the app sized or chose its pools
+    pools = {} if sized else _POOL_DEFAULTS
+    kwargs = {"pool_pre_ping": False, **pools, **engine_kwargs, "connect_args": connect_args}
     for key in ("logging_name", "pool_logging_name"):  # each server's engine gets its own (log_names)
         kwargs.pop(key, None)
     primary = _server_engine(primary_url, **kwargs, **log_names(engine_kwargs, PRIMARY))

@@ -150,9 +150,7 @@ class RoutingSession(Session):
         engine._observer.routed(decision, clause)
         if target != PRIMARY:
             return self._rwsplit_engines[target]
-        if decision.fallback:
-            return engine._bind_for(decision, state)
-        return engine.primary
+        return engine._bind_for(decision, state)
 
     def consistency_token(self) -> str:
         """An opaque token of the latest position this session wrote or observed (causal mode).

@@ -63,6 +63,27 @@ def test_pings_per_role(make: Callable[..., Any]) -> None:
         assert all(e.pool._pre_ping is given for e in engines)
 
 
+def test_pools_keep_what_they_opened_unless_the_app_sizes_them(make: Callable[..., Any]) -> None:
+    """Each pool keeps up to 15 connections (SQLAlchemy's cap of 5 + 10): 8 returned at once are
+    all kept and reused, none closed and reopened. Any pool setting given: SQLAlchemy's defaults."""
+    eng = make()
+    replica = eng.replicas[0]
+    opened: list[object] = []
+    sa.event.listen(replica, "connect", lambda *_: opened.append(1))
+    for _ in range(2):
+        held = [replica.connect() for _ in range(8)]
+        for conn in held:
+            conn.close()
+    assert len(opened) == 8  # the second round reused the first round's connections
+    assert replica.pool.checkedin() == 8
+    for e in (eng.primary, eng._primary_reads, *eng.replicas):
+        assert (e.pool.size(), e.pool._max_overflow) == (15, 0)  # type: ignore[attr-defined]
+    sized = make(pool_size=3)
+    assert (sized.primary.pool.size(), sized.primary.pool._max_overflow) == (3, 10)  # type: ignore[attr-defined]
+    unpooled = make(poolclass=sa.pool.NullPool)
+    assert all(isinstance(e.pool, sa.pool.NullPool) for e in (unpooled.primary, *unpooled.replicas))
+
+
 @pytest.mark.parametrize("idle", [True, False])
 def test_dead_pooled_replica_connections_cost_no_failed_read(
     sandbox: Sandbox, make: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, idle: bool
