@@ -32,11 +32,11 @@ from .build import (
     ping_when_idle,
     server_spec,
 )
-from .causal import install_commit_capture
+from .causal import install_commit_capture, wait_for_position
 from .classifier import PRIMARY
 from .connection import RoutingConnection
 from .consistency_state import ConsistencyState, allow_pin_window
-from .drivers import bounded_connect_args, driver_of, error_number
+from .drivers import bounded_connect_args, driver_of, error_number, kernel_timeouts
 from .engine_surface import EngineSurface
 from .failover import (
     Retry,
@@ -63,12 +63,6 @@ log = logging.getLogger("rwsplit")
 _ASYNC: ContextVar[bool] = ContextVar("rwsplit_building_async", default=False)
 _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")
 _ENGINES: weakref.WeakSet[RoutingEngine] = weakref.WeakSet()
-
-
-@functools.lru_cache(maxsize=4)
-def _wait_statement(sql: str) -> sa.TextClause:
-    """The causal wait as a ``text()`` with bound parameters: each dialect renders its paramstyle."""
-    return sa.text(sql)
 
 
 def _after_fork_in_child() -> None:
@@ -218,12 +212,6 @@ class RoutingEngine(EngineSurface):
         unsigned one. Clamped to ``pin_window`` from now."""
         self._tokens.restore_pin(cookie)
 
-    def _causal_wait(self, connection: Connection, position: Position) -> bool:
-        """Wait (at most ``causal_timeout``) on a replica connection until it applied ``position``."""
-        wait = _wait_statement(self._flavor.wait_sql(":position", ":timeout"))
-        params = {"position": str(position), "timeout": self.policy.causal_timeout}
-        return connection.execute(wait, params).scalar() == 0
-
     def _report_replica_failure(self, name: str, exc: BaseException) -> None:
         orig = getattr(exc, "orig", exc)
         if at_connect(exc):
@@ -244,7 +232,7 @@ class RoutingEngine(EngineSurface):
         assert position is not None
         started = time.perf_counter()
         try:
-            reached = self._causal_wait(connect(), position)
+            reached = wait_for_position(connect(), self._flavor, position, self.policy.causal_timeout)
         except DBAPIError as exc:
             if not is_connection_error(exc):
                 raise
@@ -539,6 +527,8 @@ def create_engine(
         no_transaction_control(autocommit_engine)
     for replica_engine in replica_engines.values():
         mark_connect_errors(replica_engine, float(connect_args.get("read_timeout") or 60.0))
+    for server_engine in (primary, primary_reads, *replica_engines.values()):
+        kernel_timeouts(server_engine, driver)
 
     monitor = Monitor(
         server_spec(PRIMARY, "primary", primary_url, monitor_user, monitor_password, ssl),

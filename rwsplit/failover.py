@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import tenacity
-from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.util import await_only
@@ -203,25 +202,32 @@ def _event_loop_sleep(seconds: float) -> None:
 def retrying_connect(engine: Engine, retry: Retry, masked: str) -> None:
     """New primary connections retry connection errors with bounded backoff, then PrimaryUnavailable.
 
+    The dialect's ``connect`` is wrapped, not hooked with a ``do_connect`` listener: a dialect
+    listener makes SQLAlchemy dispatch dialect events on every statement of the engine, and the
+    app's own ``do_connect`` listeners (a fresh password or token per connect) still run first.
     For an async dialect (``engine`` is then an ``AsyncEngine``'s ``sync_engine``) the backoff
     awaits ``asyncio.sleep``: ``time.sleep`` would stop every task of the event loop.
     """
     sleep = _event_loop_sleep if engine.dialect.is_async else time.sleep
 
-    @event.listens_for(engine, "do_connect")
-    def _connect(dialect: Any, conn_rec: Any, cargs: Any, cparams: Any) -> Any:
-        started = time.monotonic()
-        retrying = retry._primary_connects(sleep)
-        try:
-            return retrying(dialect.connect, *cargs, **cparams)
-        except Exception as exc:
-            if not is_connection_error(exc):
-                raise
-            attempts = retrying.statistics.get("attempt_number", 1)
-            raise PrimaryUnavailable(
-                f"primary {masked} unreachable after {attempts} attempts in "
-                f"{time.monotonic() - started:.1f} s: {describe_error(exc)}"
-            ) from None
+    def retrying(connect: Callable[..., Any]) -> Callable[..., Any]:
+        def retried_connect(*cargs: Any, **cparams: Any) -> Any:
+            started = time.monotonic()
+            attempts = retry._primary_connects(sleep)
+            try:
+                return attempts(connect, *cargs, **cparams)
+            except Exception as exc:
+                if not is_connection_error(exc):
+                    raise
+                tries = attempts.statistics.get("attempt_number", 1)
+                raise PrimaryUnavailable(
+                    f"primary {masked} unreachable after {tries} attempts in "
+                    f"{time.monotonic() - started:.1f} s: {describe_error(exc)}"
+                ) from None
+
+        return retried_connect
+
+    wrap_dialect(engine, "connect", retrying)
 
 
 def replica_failed(

@@ -13,7 +13,9 @@ from helpers import FAST, unique, with_driver
 from models import Item
 
 import rwsplit
-from rwsplit.causal import request_capture, take_captured
+from rwsplit.causal import request_capture, take_captured, wait_for_position
+from rwsplit.flavor import MARIADB
+from rwsplit.gtid import Position
 from rwsplit.sandbox import Sandbox
 from rwsplit.testing import ConsistencyLoad, create_table
 
@@ -132,3 +134,46 @@ def test_causal_read_your_writes_under_load_on_both_paths(
         with sandbox.connect() as conn, conn.cursor() as cur:
             cur.execute(f"DROP TABLE {table}")
         sandbox.wait_caught_up()
+
+
+@pytest.mark.parametrize("driver", sorted(TRACKED))
+def test_the_causal_wait_answers_reached_or_timed_out(make: Callable[..., Any], driver: str) -> None:
+    """The wait runs on the replica's DBAPI cursor: reached at once for a position it has, 0 for one
+    the primary never produced only after ``causal_timeout``."""
+    eng = make(driver)
+    with eng.primary.connect() as conn:
+        have = eng._parse_position(conn.exec_driver_sql("SELECT @@gtid_binlog_pos").scalar())
+    far = MARIADB.parse_position(",".join(f"{d}-1-{n + 10**6}" for d, n in have.seqs.items()))
+    with eng.replicas[0].connect() as conn:
+        started = time.monotonic()
+        assert wait_for_position(conn, MARIADB, have, 5.0) is True
+        assert time.monotonic() - started < 2.0
+        started = time.monotonic()
+        assert wait_for_position(conn, MARIADB, far, 0.3) is False
+        assert time.monotonic() - started >= 0.25
+        assert conn.exec_driver_sql("SELECT 1").scalar() == 1  # the connection is still usable
+
+
+@pytest.mark.parametrize("driver", sorted(TRACKED))
+def test_a_wait_on_a_killed_connection_raises_like_sqlalchemy(
+    sandbox: Sandbox, make: Callable[..., Any], driver: str
+) -> None:
+    """A driver error comes back as SQLAlchemy's ``DBAPIError`` with the connection invalidated, so
+    failover reads elsewhere and the pool never hands the dead connection out again."""
+    eng = make(driver)
+    with eng.primary.connect() as conn:
+        have = eng._parse_position(conn.exec_driver_sql("SELECT @@gtid_binlog_pos").scalar())
+    with eng.replicas[0].connect() as conn:
+        own = conn.exec_driver_sql("SELECT CONNECTION_ID()").scalar()
+        with sandbox.connect("replica1") as admin, admin.cursor() as cur:
+            cur.execute(f"KILL CONNECTION {int(own)}")
+        with pytest.raises(sa.exc.DBAPIError) as err:
+            wait_for_position(conn, MARIADB, have, 1.0)
+        assert err.value.connection_invalidated
+        assert conn.invalidated
+
+
+def test_a_wait_renders_only_position_text() -> None:
+    odd = Position({"0'; DROP TABLE t; --": 1})
+    with pytest.raises(ValueError, match="not a GTID position"):
+        wait_for_position(None, MARIADB, odd, 1.0)  # type: ignore[arg-type]

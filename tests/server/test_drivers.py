@@ -378,3 +378,64 @@ def test_write_timeout_bounds_a_statement_a_frozen_server_does_not_read(
         engine.dispose()
     assert took < 10.0, took  # well below read_timeout (60 s): the write itself timed out
     assert is_connection_error(err.value.orig), repr(err.value.orig)
+
+
+def _socket(conn: sa.Connection) -> Any:
+    return conn.connection.dbapi_connection._sock  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("drivername", ["mysql+pymysql"])
+def test_pymysql_timeouts_are_enforced_by_the_kernel(sandbox: Sandbox, make: Callable[..., Any]) -> None:
+    """PyMySQL's read/write timeouts poll() before every recv and send (each releasing the GIL: ~10 %
+    of throughput under 8 threads); rwsplit's PyMySQL sockets block and let the kernel time out."""
+    import socket
+    import struct
+
+    eng = make(connect_args={"read_timeout": 1.5, "write_timeout": 1.5})
+    for server in eng.engines.values():
+        with server.connect() as conn:
+            sock = _socket(conn)
+            assert sock.gettimeout() is None
+            seconds, micros = struct.unpack("ll", sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, 16))
+            assert (seconds, micros) == (1, 500000)
+            assert struct.unpack("ll", sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, 16)) == (1, 500000)
+            assert conn.exec_driver_sql("SELECT 7").scalar() == 7
+    with eng.primary.connect() as conn:  # an expired read: PyMySQL's own 2013, the connection invalidated
+        started = time.monotonic()
+        with pytest.raises(sa.exc.OperationalError) as err:
+            conn.exec_driver_sql("SELECT SLEEP(5)")
+        took = time.monotonic() - started
+        assert error_number(err.value) == 2013 and "timed out" in str(err.value.orig), err.value.orig
+        assert is_connection_error(err.value.orig) and conn.invalidated
+    assert 1.4 <= took < 4.0, took
+    with eng.primary.connect() as conn:  # the pool replaced it
+        assert conn.exec_driver_sql("SELECT 8").scalar() == 8
+
+
+@pytest.mark.parametrize("drivername", ["mysql+pymysql"])
+def test_pymysql_keeps_its_own_timeouts_when_read_and_write_differ(make: Callable[..., Any]) -> None:
+    """PyMySQL switches its socket between unequal timeouts on every packet: left as it is."""
+    eng = make(connect_args={"read_timeout": 3, "write_timeout": 4})
+    with eng.primary.connect() as conn:
+        assert conn.exec_driver_sql("SELECT 1").scalar() == 1
+        assert _socket(conn).gettimeout() in (3, 4)
+
+
+@pytest.mark.parametrize("drivername", ["mysql+pymysql"])
+def test_kernel_write_timeout_bounds_a_statement_a_frozen_replica_does_not_read(
+    sandbox: Sandbox, make: Callable[..., Any]
+) -> None:
+    """The kernel's send timeout: 48 MB sent to a frozen replica stops after write_timeout."""
+    eng = make(connect_args={"read_timeout": 2, "write_timeout": 2})
+    with eng.engines["replica1"].connect() as conn:
+        assert _socket(conn).gettimeout() is None
+        sandbox.freeze(1)
+        try:
+            started = time.monotonic()
+            with pytest.raises(sa.exc.DBAPIError) as err:
+                conn.execute(text("SELECT LENGTH(:v)"), {"v": "x" * (48 << 20)})
+            took = time.monotonic() - started
+        finally:
+            sandbox.thaw(1)
+    assert 1.5 <= took < 10.0, took
+    assert is_connection_error(err.value.orig), repr(err.value.orig)
