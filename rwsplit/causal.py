@@ -12,13 +12,13 @@ Tokens themselves (format, signatures, checks) are :mod:`rwsplit.tokens`.
 from __future__ import annotations
 
 import contextlib
-import re
+import functools
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from typing import Any
 
+from sqlalchemy import TextClause, text
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DBAPIError
 
 from .compat import wrap_dialect
 from .flavor import MARIADB, MYSQL, Flavor
@@ -28,7 +28,6 @@ from .tokens import SIGNED_VERSION, decode_token, encode_token, token_cluster
 
 __all__ = ["consistency", "ConsistencyScope", "current_scope", "install_commit_capture", "wait_for_position"]
 
-_GTID_TEXT = re.compile(r"^[0-9A-Za-z:,-]*$")  # what str(Position) renders, for either flavour
 _capture_requested: ContextVar[bool] = ContextVar("rwsplit_capture_gtid", default=False)
 _captured: ContextVar[str | None] = ContextVar("rwsplit_captured_gtid", default=None)
 _scope: ContextVar[ConsistencyScope | None] = ContextVar("rwsplit_consistency_scope", default=None)
@@ -177,33 +176,18 @@ def take_captured() -> str | None:
     return value
 
 
+@functools.lru_cache(maxsize=4)
+def _wait_statement(sql: str) -> TextClause:
+    """The wait as a ``text()`` with bound parameters (each dialect renders its paramstyle), made once:
+    SQLAlchemy then finds it compiled in its cache."""
+    return text(sql)
+
+
 def wait_for_position(connection: Connection, flavor: Flavor, position: Position, timeout: float) -> bool:
     """Wait at most ``timeout`` seconds on a replica connection until it applied ``position``.
 
-    One round trip before a causal read, run on the DBAPI cursor: a SQLAlchemy execution
-    (context, compiled-cache lookup, result) cost more client CPU than the wait itself. Errors
-    come back as SQLAlchemy's would (``DBAPIError``, the connection invalidated when the driver
-    reports a disconnect), so failover treats them like a failed read. The position is rendered
-    inline: it is only ever a parsed :class:`~rwsplit.gtid.Position`, checked again here.
+    One round trip before a causal read. It runs as a SQLAlchemy statement, so tracing, ``echo``
+    and error handling see it like any other (the OpenTelemetry integration marks its span).
     """
-    text = str(position)
-    if not _GTID_TEXT.match(text):
-        raise ValueError(f"not a GTID position: {text[:60]!r}")
-    sql = flavor.wait_sql(f"'{text}'", f"{timeout:.6f}")
-    dialect = connection.dialect
-    dbapi_connection = connection.connection.dbapi_connection
-    cursor = dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
-        dialect.do_execute(cursor, sql, (), None)
-        row = cursor.fetchone()
-    except dialect.loaded_dbapi.Error as exc:
-        disconnected = dialect.is_disconnect(exc, dbapi_connection, cursor)
-        if disconnected:
-            connection.invalidate(exc)
-        raise DBAPIError.instance(
-            sql, (), exc, dialect.loaded_dbapi.Error, connection_invalidated=disconnected, dialect=dialect
-        ) from exc
-    finally:
-        with contextlib.suppress(Exception):
-            cursor.close()
-    return row is not None and row[0] == 0
+    wait = _wait_statement(flavor.wait_sql(":position", ":timeout"))
+    return bool(connection.execute(wait, {"position": str(position), "timeout": timeout}).scalar() == 0)
