@@ -6,7 +6,9 @@ same on PyMySQL, mysqlclient (MySQLdb), MariaDB Connector/Python, asyncmy and ai
 
 from __future__ import annotations
 
+import _socket
 import io
+import signal
 import socket
 import ssl
 import struct
@@ -25,7 +27,7 @@ __all__ = [
     "bounded_connect_args",
     "error_number",
     "error_message",
-    "kernel_timeouts",
+    "use_kernel_timeouts",
 ]
 
 # The waits rwsplit bounds by default (seconds), set under the names a driver's connect() takes.
@@ -135,7 +137,7 @@ class _KernelTimedReads(io.RawIOBase):
     so the driver raises its usual 2013 "Lost connection ... (timed out)".
     """
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: _socket.socket) -> None:
         super().__init__()
         self._sock = sock
 
@@ -150,8 +152,23 @@ class _KernelTimedReads(io.RawIOBase):
 
 
 def _timeval(seconds: float) -> bytes:
+    """``struct timeval`` for ``SO_RCVTIMEO``/``SO_SNDTIMEO``; never zero (the kernel's "no timeout")."""
     whole = int(seconds)
-    return struct.pack("ll", whole, int((seconds - whole) * 1_000_000))
+    micros = int((seconds - whole) * 1_000_000)
+    return struct.pack("ll", whole, max(micros, 1) if whole == 0 else micros)
+
+
+_TIMERS = tuple(
+    getattr(signal, name)
+    for name in ("ITIMER_REAL", "ITIMER_VIRTUAL", "ITIMER_PROF")
+    if hasattr(signal, name)
+)
+
+
+def _periodic_signals() -> bool:
+    """An interval timer is running: its signals would restart a kernel timeout at every tick
+    (Python retries an interrupted ``recv`` with the full timeout), so reads could wait forever."""
+    return any(signal.getitimer(timer)[1] > 0 for timer in _TIMERS)
 
 
 def _pymysql_kernel_timeouts(connection: Any) -> None:
@@ -159,19 +176,21 @@ def _pymysql_kernel_timeouts(connection: Any) -> None:
 
     With a Python-level socket timeout every recv and send is preceded by a poll(), each
     releasing and re-taking the GIL: under 8 threads that cost ~10 % of throughput (README
-    "Performance"). Only equal read and write timeouts on a plain TCP or Unix socket move (PyMySQL
-    then never calls ``settimeout`` again); TLS sockets and other settings keep PyMySQL's own.
-    A connection PyMySQL reconnects itself gets its Python-level timeouts back: slower, as bounded.
+    "Performance"). Moved only where the kernel's timeouts mean the same: equal read and write
+    timeouts (PyMySQL then never calls ``settimeout`` again) on a real, plain TCP or Unix socket
+    (not TLS; not gevent's or eventlet's, whose descriptors never block), and no interval timer
+    running. A connection PyMySQL reconnects itself gets its Python-level timeouts back.
     """
     sock = getattr(connection, "_sock", None)
     read = getattr(connection, "_read_timeout", None)
     if (
-        not isinstance(sock, socket.socket)
+        not isinstance(sock, _socket.socket)
         or isinstance(sock, ssl.SSLSocket)
         or read is None
         or read != getattr(connection, "_write_timeout", None)
         or getattr(connection, "_current_timeout", None) != read
         or sock.gettimeout() != read
+        or _periodic_signals()
     ):
         return
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(read))
@@ -183,7 +202,7 @@ def _pymysql_kernel_timeouts(connection: Any) -> None:
 _KERNEL_TIMEOUTS: Mapping[str, Callable[[Any], None]] = {"pymysql": _pymysql_kernel_timeouts}
 
 
-def kernel_timeouts(engine: Engine, driver: Driver) -> None:
+def use_kernel_timeouts(engine: Engine, driver: Driver) -> None:
     """New connections of ``engine`` have their driver's socket timeouts enforced by the kernel,
     where the driver would poll before every read (PyMySQL; the C drivers already do it in C)."""
     apply = _KERNEL_TIMEOUTS.get(driver.name)

@@ -36,7 +36,7 @@ from .causal import install_commit_capture, wait_for_position
 from .classifier import PRIMARY
 from .connection import RoutingConnection
 from .consistency_state import ConsistencyState, allow_pin_window
-from .drivers import bounded_connect_args, driver_of, error_number, kernel_timeouts
+from .drivers import bounded_connect_args, driver_of, error_number, use_kernel_timeouts
 from .engine_surface import EngineSurface
 from .failover import (
     Retry,
@@ -412,6 +412,7 @@ def create_engine(
     cluster: str | None = None,
     token_key: str | bytes | Sequence[str | bytes] | None = None,
     log_statements: bool = False,
+    kernel_timeouts: bool = True,
     **engine_kwargs: Any,
 ) -> RoutingEngine:
     """Build a routing engine: writes to ``url`` (the primary), lag-bounded reads to ``replicas``.
@@ -445,6 +446,8 @@ def create_engine(
     one, tokens are unsigned and bounded instead (see README "Tokens and security").
     ``log_statements``: the decision log (logger ``rwsplit.route`` at DEBUG) also shows each
     statement's text, truncated (default False: never parameters, text only when asked).
+    ``kernel_timeouts``: PyMySQL's equal read/write timeouts on a plain socket are enforced by the
+    kernel instead of a poll() before every recv/send (default True; README "Performance").
     ``**engine_kwargs``: passed to :func:`sqlalchemy.create_engine` for every server (pool sizes,
     ``connect_args``, TLS …); replicas always run in ``AUTOCOMMIT``.
     """
@@ -463,6 +466,9 @@ def create_engine(
                 f"replica #{i + 1} uses the driver {replica_url.get_driver_name()!r} but the primary "
                 f"uses {driver.name!r}: every server of one engine must use the same driver"
             )
+    for flag, value in (("log_statements", log_statements), ("kernel_timeouts", kernel_timeouts)):
+        if not isinstance(value, bool):
+            raise TypeError(f"{flag} must be True or False, got {type(value).__name__}")
     if isinstance(read_only_functions, str):
         raise TypeError("read_only_functions must be a list of function names, not a single string")
     token_cluster = cluster_key(cluster, primary_url)
@@ -510,8 +516,12 @@ def create_engine(
     for key in ("logging_name", "pool_logging_name"):  # each server's engine gets its own (log_names)
         kwargs.pop(key, None)
     primary = _server_engine(primary_url, **kwargs, **log_names(engine_kwargs, PRIMARY))
-    retrying_connect(primary, policy.retry, mask_url(primary_url))
+    # Wrapped innermost first: the kernel's socket timeouts, then the commit capture's setup of
+    # each new connection, then the connect retry, which so retries a failed setup too.
+    if kernel_timeouts:
+        use_kernel_timeouts(primary, driver)
     install_commit_capture(primary)
+    retrying_connect(primary, policy.retry, mask_url(primary_url))
     # AUTOCOMMIT: each read sees the latest state; no ROLLBACK round trip (or error) at check-in.
     replica_kwargs = {**kwargs, "isolation_level": "AUTOCOMMIT", "skip_autocommit_rollback": True}
     replica_engines = {
@@ -522,13 +532,14 @@ def create_engine(
     if idle_ping:
         for server_engine in (primary, primary_reads, *replica_engines.values()):
             ping_when_idle(server_engine)
+    if kernel_timeouts:
+        for server_engine in (primary_reads, *replica_engines.values()):
+            use_kernel_timeouts(server_engine, driver)
     retrying_connect(primary_reads, policy.retry, mask_url(primary_url))
     for autocommit_engine in (primary_reads, *replica_engines.values()):
         no_transaction_control(autocommit_engine)
     for replica_engine in replica_engines.values():
         mark_connect_errors(replica_engine, float(connect_args.get("read_timeout") or 60.0))
-    for server_engine in (primary, primary_reads, *replica_engines.values()):
-        kernel_timeouts(server_engine, driver)
 
     monitor = Monitor(
         server_spec(PRIMARY, "primary", primary_url, monitor_user, monitor_password, ssl),
@@ -547,8 +558,6 @@ def create_engine(
         **{n: mask_url(u) for n, u in zip(names, replica_urls, strict=True)},
     }
     router = Router(policy, monitor, chosen, functools.partial(checked_out, replica_engines))
-    if not isinstance(log_statements, bool):
-        raise TypeError(f"log_statements must be True or False, got {type(log_statements).__name__}")
     keys = token_keys(token_key)
     allow_pin_window(policy.pin_window)
     lag = functools.partial(_replica_lag, monitor)

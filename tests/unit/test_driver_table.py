@@ -16,7 +16,15 @@ import pymysql
 import pytest
 import sqlalchemy as sa
 
-from rwsplit.drivers import DRIVERS, bounded_connect_args, driver_of, error_message, error_number
+from rwsplit.drivers import (
+    DRIVERS,
+    _pymysql_kernel_timeouts,
+    _timeval,
+    bounded_connect_args,
+    driver_of,
+    error_message,
+    error_number,
+)
 from rwsplit.errors import describe_error
 
 PW = "s3cr3t-PW"
@@ -186,3 +194,40 @@ def test_error_numbers_from_constructed_driver_errors() -> None:
 def test_errors_that_are_not_driver_errors_have_no_number(exc: BaseException) -> None:
     assert error_number(exc) is None
     assert describe_error(exc).startswith(f"{type(exc).__name__}: ")
+
+
+def test_kernel_timevals_are_never_zero() -> None:
+    """A zero ``timeval`` is the kernel's "no timeout": the smallest one PyMySQL accepts stays 1 µs."""
+    import struct
+
+    assert struct.unpack("ll", _timeval(1.5)) == (1, 500000)
+    assert struct.unpack("ll", _timeval(60)) == (60, 0)
+    assert struct.unpack("ll", _timeval(1e-7)) == (0, 1)
+
+
+class _GreenSocket:
+    """A cooperative library's socket (gevent, eventlet): wraps a real one, is not one."""
+
+    def __init__(self) -> None:
+        self._sock = socket.socket()
+
+    def gettimeout(self) -> float:
+        return 5.0
+
+
+def test_kernel_timeouts_leave_sockets_that_are_not_real_ones_alone() -> None:
+    """gevent's descriptors never block, so the kernel's timeout would never fire: left to PyMySQL."""
+
+    class Connection:
+        _read_timeout = _write_timeout = _current_timeout = 5.0
+        _rfile = "untouched"
+
+        def __init__(self) -> None:
+            self._sock = _GreenSocket()
+
+    conn = Connection()
+    try:
+        _pymysql_kernel_timeouts(conn)
+        assert conn._rfile == "untouched"
+    finally:
+        conn._sock._sock.close()

@@ -76,6 +76,11 @@ def _bad_cases() -> dict[str, tuple[dict[str, object], type[Exception] | tuple, 
             both,
             ("replica3", "replica1", "replica2"),
         ),
+        "string_kernel_timeouts": (
+            {"url": p, "replicas": [r1], "kernel_timeouts": "no"},
+            TypeError,
+            ("kernel_timeouts", "True or False"),
+        ),
         "weights_keyed_by_url": (
             {"url": p, "replicas": [r1, r2], "weights": {r1: 3, r2: 1}},
             both,
