@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 
-from .causal import current_scope
+from .causal import ConsistencyScope, current_scope
 from .gtid import Position
 
 __all__ = ["ConsistencyState", "pinned_until", "pin_primary_until"]
@@ -86,6 +86,7 @@ class ConsistencyState:
         "gave_up",
         "_verify",
         "_encode",
+        "_observed",
     )
 
     def __init__(self, mode: str, max_lag: float, pin_window: float = 0.0) -> None:
@@ -108,6 +109,7 @@ class ConsistencyState:
         self._encode: Callable[[Position], str] | None = None
         self.cluster: str | None = None
         self.read_from: set[str] = set()
+        self._observed: tuple[Position, Position, ConsistencyScope | None] | None = None  # observed()
 
     def primary_reason(self) -> str | None:
         """Why this session's next read must go to the primary, or None if a replica may serve it."""
@@ -235,6 +237,22 @@ class ConsistencyState:
             if not scope.position.covers(position):
                 scope.advance(position)
 
+    def observed(self, replica: Position, primary: Position) -> None:
+        """A read on a replica the monitor last saw at ``replica`` sees at least that: advance to it.
+
+        Only what the primary has counts (a replica's extra domain would stall every other one).
+        Done once per probe of that replica (and request scope): the reads that follow would only
+        advance to the same position again.
+        """
+        scope = current_scope()
+        seen = self._observed
+        if seen is not None and seen[0] is replica and seen[1] is primary and seen[2] is scope:
+            return
+        self._observed = (replica, primary, scope)
+        position = replica.within(primary)
+        if position:
+            self.advance(position)
+
     def committed(self, position: Position | None) -> None:
         """The primary committed this transaction at ``position`` (causal mode).
 
@@ -275,3 +293,4 @@ class ConsistencyState:
         self.gave_up = _NOWHERE
         self.confirmed.clear()
         self.read_from.clear()
+        self._observed = None

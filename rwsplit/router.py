@@ -171,12 +171,10 @@ class Router:
                     best, "causal: wait for the session's position", wait_for=required, kind="causal"
                 )
             choice = own if own in covered else self._balance(covered)
-        state.use_replica(choice)
+        if state.replica != choice:
+            state.use_replica(choice)
         # Whatever this read sees is at least what the monitor last saw there: monotonic reads.
-        # Only what the primary has counts: a replica's extra domain would stall every other one.
-        observed = _observed(snapshot, choice)
-        if observed:
-            state.advance(observed)
+        state.observed(snapshot.by_name[choice].position, snapshot.primary.position)
         return self._replica_decision(choice, reason)
 
     def pick_replica(self, state: ConsistencyState, max_lag: float, reason: str) -> Decision:
