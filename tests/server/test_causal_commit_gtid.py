@@ -170,4 +170,3 @@ def test_a_wait_on_a_killed_connection_raises_like_sqlalchemy(
             wait_for_position(conn, MARIADB, have, 1.0)
         assert err.value.connection_invalidated
         assert conn.invalidated
-
