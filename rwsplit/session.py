@@ -47,6 +47,28 @@ def _call(statement: Any, options: Mapping[str, Any] | None) -> tuple[Any, str |
     return ({**own, **options} if own else options), None
 
 
+def _routing(run: Any, doc: str) -> Any:
+    """A Session method (``execute``, ``scalars``, ``scalar``) that runs ``run`` with the call-level
+    options visible to get_bind and retries a failed replica read: one frame per statement."""
+
+    def routed(self: RoutingSession, statement: Any, params: Any = None, **kw: Any) -> Any:
+        if getattr(statement, "is_dml", False):
+            self.rwsplit_state.wrote()
+        saved = self._rwsplit_call
+        self._rwsplit_call = call = _call(statement, kw.get("execution_options"))
+        self._rwsplit_target = None
+        try:
+            return run(self, statement, params, **kw)
+        except DBAPIError as exc:
+            return self._recover(run, statement, params, kw, call[0], exc)
+        finally:
+            self._rwsplit_call = saved
+
+    routed.__name__ = routed.__qualname__ = run.__name__
+    routed.__doc__ = doc
+    return routed
+
+
 class UsePrimary(UserDefinedOption):
     """ORM option: read this statement, and the lazy/selectin loads it starts, from the primary.
 
@@ -179,32 +201,12 @@ class RoutingSession(Session):
         return None
 
     if not TYPE_CHECKING:  # type checkers see Session's own signatures (ScalarResult[int] …)
-
-        def execute(self, statement, params=None, **kw):
-            """``Session.execute``: call-level options reach routing; failed replica reads are retried."""
-            return self._routed(Session.execute, statement, params, kw)
-
-        def scalars(self, statement, params=None, **kw):
-            """``Session.scalars``, routed like :meth:`execute`."""
-            return self._routed(Session.scalars, statement, params, kw)
-
-        def scalar(self, statement, params=None, **kw):
-            """``Session.scalar``, routed like :meth:`execute`."""
-            return self._routed(Session.scalar, statement, params, kw)
-
-    def _routed(self, run: Any, statement: Any, params: Any, kw: dict[str, Any]) -> Any:
-        """Run one statement with call-level options visible to get_bind, retrying failed replica reads."""
-        if getattr(statement, "is_dml", False):
-            self.rwsplit_state.wrote()
-        saved = self._rwsplit_call
-        self._rwsplit_call = call = _call(statement, kw.get("execution_options"))
-        self._rwsplit_target = None
-        try:
-            return run(self, statement, params, **kw)
-        except DBAPIError as exc:
-            return self._recover(run, statement, params, kw, call[0], exc)
-        finally:
-            self._rwsplit_call = saved
+        execute = _routing(
+            Session.execute,
+            "``Session.execute``: call-level options reach routing; failed replica reads are retried.",
+        )
+        scalars = _routing(Session.scalars, "``Session.scalars``, routed like :meth:`execute`.")
+        scalar = _routing(Session.scalar, "``Session.scalar``, routed like :meth:`execute`.")
 
     def _recover(
         self, run: Any, statement: Any, params: Any, kw: dict[str, Any], options: Any, exc: DBAPIError
