@@ -64,7 +64,8 @@ def _routing(run: Any, doc: str) -> Any:
         finally:
             self._rwsplit_call = saved
 
-    routed.__name__ = routed.__qualname__ = run.__name__
+    routed.__name__ = run.__name__
+    routed.__qualname__ = f"RoutingSession.{run.__name__}"
     routed.__doc__ = doc
     return routed
 

@@ -167,8 +167,11 @@ def test_a_lagging_replica_is_not_eligible(sandbox: Sandbox, run: Run, on_primar
     assert doc["route"] == {"target": "replica1", "reason": "read"}
     lagging = doc["servers"][2]
     assert lagging["name"] == "replica2" and not lagging["eligible"]
-    assert lagging["lag"] is None or lagging["lag"] > 1.0
-    assert "replica2 not eligible: " in text
+    # Over max_lag, or (a fresh process's monitor has a short timeline) only a lower bound of it,
+    # which can be 1.0 exactly: the reason then says so.
+    assert "replica2 not eligible: " in text, text
+    if lagging["lag"] is not None and lagging["lag"] <= 1.0:
+        assert "replica2 not eligible: lag only a lower bound or too old" in text, text
 
 
 def test_unreachable_primary_and_unreachable_replica(sandbox: Sandbox, run: Run) -> None:
