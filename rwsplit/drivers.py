@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import event
 from sqlalchemy.engine import URL, Engine
 
 from .compat import wrap_dialect
@@ -199,15 +200,33 @@ def _pymysql_kernel_timeouts(connection: Any) -> None:
     connection._rfile = io.BufferedReader(_KernelTimedReads(sock))
 
 
-_KERNEL_TIMEOUTS: Mapping[str, Callable[[Any], None]] = {"pymysql": _pymysql_kernel_timeouts}
+def _pymysql_python_timeouts(connection: Any) -> None:
+    """Give a connection on the kernel's timeouts PyMySQL's own back (an interval timer started)."""
+    rfile = getattr(connection, "_rfile", None)
+    if not (isinstance(rfile, io.BufferedReader) and isinstance(rfile.raw, _KernelTimedReads)):
+        return
+    sock = connection._sock
+    sock.settimeout(connection._read_timeout)
+    connection._rfile = sock.makefile("rb")
+
+
+# driver name -> (move a new connection's timeouts to the kernel, give them back to the driver)
+_KERNEL_TIMEOUTS: Mapping[str, tuple[Callable[[Any], None], Callable[[Any], None]]] = {
+    "pymysql": (_pymysql_kernel_timeouts, _pymysql_python_timeouts)
+}
 
 
 def use_kernel_timeouts(engine: Engine, driver: Driver) -> None:
     """New connections of ``engine`` have their driver's socket timeouts enforced by the kernel,
-    where the driver would poll before every read (PyMySQL; the C drivers already do it in C)."""
-    apply = _KERNEL_TIMEOUTS.get(driver.name)
-    if apply is None:
+    where the driver would poll before every read (PyMySQL; the C drivers already do it in C).
+
+    A pooled connection goes back to the driver's own timeouts when it is checked out while an
+    interval timer runs (started after it connected): each tick would restart the kernel's.
+    """
+    hooks = _KERNEL_TIMEOUTS.get(driver.name)
+    if hooks is None:
         return
+    apply, give_back = hooks
 
     def applying(connect: Callable[..., Any]) -> Callable[..., Any]:
         def connect_with_kernel_timeouts(*cargs: Any, **cparams: Any) -> Any:
@@ -218,3 +237,8 @@ def use_kernel_timeouts(engine: Engine, driver: Driver) -> None:
         return connect_with_kernel_timeouts
 
     wrap_dialect(engine, "connect", applying)
+
+    @event.listens_for(engine, "checkout")
+    def _timer_started(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        if _periodic_signals():
+            give_back(dbapi_connection)

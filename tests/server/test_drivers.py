@@ -443,17 +443,25 @@ def test_kernel_write_timeout_bounds_a_statement_a_frozen_replica_does_not_read(
 @pytest.mark.parametrize("drivername", ["mysql+pymysql"])
 def test_pymysql_keeps_its_own_timeouts_when_asked_or_when_signals_tick(make: Callable[..., Any]) -> None:
     """``kernel_timeouts=False``, or an interval timer running (each tick would restart the kernel's
-    timeout: a read could wait forever), keeps PyMySQL's own, which keep one deadline."""
+    timeout: a read could wait forever), keeps PyMySQL's own, which keep one deadline. A pooled
+    connection checked out once a timer runs goes back to PyMySQL's."""
     import signal
 
     eng = make(kernel_timeouts=False)
     with eng.primary.connect() as conn:
         assert _socket(conn).gettimeout() == 60
     eng = make()
+    with eng.primary.connect() as conn:  # made with no timer running: the kernel's
+        pooled = _socket(conn)
+        assert pooled.gettimeout() is None
     previous = signal.signal(signal.SIGALRM, lambda *_: None)
     signal.setitimer(signal.ITIMER_REAL, 30, 30)
     try:
-        with eng.primary.connect() as conn:
+        with eng.primary.connect() as conn:  # the same pooled connection, given back to PyMySQL
+            assert _socket(conn) is pooled and pooled.gettimeout() == 60
+            assert conn.exec_driver_sql("SELECT 3").scalar() == 3
+        eng.primary.dispose()
+        with eng.primary.connect() as conn:  # a new one while the timer runs
             assert _socket(conn).gettimeout() == 60
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
