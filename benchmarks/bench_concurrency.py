@@ -2,10 +2,16 @@
 
 A request is one session doing 1 ORM UPDATE (``session.execute(update(Item)…)``) + commit + 9
 ORM point reads (``session.get``) of other rows; ``--threads`` threads (8) run requests back to
-back for ``--seconds`` (5) per variant and round. Every round runs every variant once, in an order
-rotated per round, on one sandbox (a primary + 2 replicas of real servers on loopback). A
-variant's ratio is its statements/s over plain SQLAlchemy's in the same round (a Session on the
-primary's Engine with default options); the table shows the median over ``--rounds`` (3).
+back for ``--warm`` (0.25) + ``--seconds`` (1) per variant and round, measured after the warm-up.
+Every round runs every variant once, in an order rotated per round, on one sandbox (a primary + 2
+replicas of real servers on loopback). A variant's ratio is its statements/s over plain
+SQLAlchemy's in the same round (a Session on the primary's Engine with default options); the table
+shows the median over ``--rounds`` (30) and the quartiles of the per-round ratios.
+
+Many short rounds rather than a few long ones: on a shared machine the speed drifts over seconds,
+so variants compared within a few seconds of each other see the same machine, and a median of 30
+moves less than one of 3 or 5 (with 5 rounds of 4 s, one variant's median moved by up to 0.1
+between runs, and single rounds by ±20 %).
 
 Variants:
 
@@ -20,13 +26,15 @@ Then the single-threaded routing overhead as ``bench_routing.py`` measures it: 2
 reads in a fresh session, plain ``Session`` on a replica's Engine vs ``RoutingSession`` with that
 replica as its only one (same pool_pre_ping as rwsplit's replica Engines), interleaved rounds.
 
-The CPU column is this process's CPU time per statement (all its threads, the monitors' included):
-unlike throughput it hardly moves with the load of other processes on the machine.
+The CPU column is this process's CPU time per statement (all its threads, the monitors' included),
+"servers" the sandbox's servers' (Linux only): unlike throughput they hardly move with the load of
+other processes on the machine, and where throughput differs while they do not, the difference is
+waiting (the GIL, the network, the servers), not work.
 
 ``--variants`` may also name ``causal_select``: "causal" with each commit's GTID read by
 ``SELECT @@last_gtid`` instead of from the COMMIT's OK packet (the connections stop tracking it).
 
-    python benchmarks/bench_concurrency.py [--rounds 3] [--seconds 5] [--threads 8]
+    python benchmarks/bench_concurrency.py [--rounds 30] [--seconds 1] [--warm 0.25] [--threads 8]
         [--variants plain,none,...] [--driver pymysql] [--single-rounds 41] [--no-single]
 
 Goals (issue 16): none ≥ 0.97, session ≥ 0.95, causal ≥ 0.93, single-threaded ≤ 1.03.
@@ -138,47 +146,94 @@ def _request(make: Callable[[], Session], rng: random.Random, base: int) -> None
             assert item is not None and item.id == pk
 
 
-def _run(variant: Variant, threads: int, seconds: float) -> tuple[float, float, dict[str, int]]:
-    """Statements per second of ``threads`` threads doing requests for ``seconds``, this process's CPU
-    µs per statement, and where statements went."""
+def _servers_cpu(sandbox_dir: str) -> float | None:
+    """CPU seconds the sandbox's servers have used so far (Linux ``/proc``; None elsewhere)."""
+    if not os.path.isdir("/proc/self"):
+        return None
+    total = 0.0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/cmdline", "rb") as f:
+                if sandbox_dir.encode() not in f.read():
+                    continue
+            with open(f"/proc/{entry.name}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+    return total
+
+
+def _run(
+    variant: Variant, threads: int, seconds: float, warm: float = 0.0, sandbox_dir: str = ""
+) -> tuple[float, float, float | None, dict[str, int]]:
+    """Statements per second of ``threads`` threads doing requests for ``seconds`` after ``warm``
+    seconds of warming up, this process's and the servers' CPU µs per statement, and where
+    statements went.
+
+    Each thread's rate is the requests it started after the warm-up over the time from the first
+    of them to the end of the last (the one under way at the deadline included): counting against
+    the nominal ``seconds`` would add up to one request per thread to every variant alike, pulling
+    a short round's ratios towards 1. The warm-up leaves out what only a round's start costs
+    (threads starting, pools opening the connections they closed when the last round ended),
+    which a short round would otherwise charge unevenly.
+    """
     start = threading.Barrier(threads + 1)
-    deadline = [0.0]
+    began = [0.0]
     done = [0] * threads
+    counted = [0] * threads
+    spans = [0.0] * threads
     errors: list[BaseException] = []
 
     def work(i: int) -> None:
         rng = random.Random(i)
         base = 1 + i * ROWS_PER_THREAD
         start.wait()
-        end = deadline[0]
-        n = 0
+        measured = began[0] + warm
+        end = measured + seconds
+        n = k = 0
+        first: float | None = None
+        now = time.perf_counter()
         try:
-            while time.perf_counter() < end:
+            while now < end:
+                started = now
                 _request(variant.make, rng, base)
+                now = time.perf_counter()
                 n += 1
+                if started >= measured:
+                    k += 1
+                    if first is None:
+                        first = started
         except BaseException as exc:  # noqa: BLE001 (reported after the round)
             errors.append(exc)
-        done[i] = n
+        done[i], counted[i] = n, k
+        spans[i] = 0.0 if first is None else now - first
 
     if variant.routing is not None:
         variant.routing.stats(reset=True)
     workers = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(threads)]
     for w in workers:
         w.start()
-    deadline[0] = time.perf_counter() + seconds
+    began[0] = time.perf_counter()
     cpu = time.process_time()
+    servers = _servers_cpu(sandbox_dir) if sandbox_dir else None
     start.wait()
     for w in workers:
         w.join()
     cpu = time.process_time() - cpu
+    servers_after = _servers_cpu(sandbox_dir) if sandbox_dir else None
     if errors:
         raise RuntimeError(f"{variant.name}: {len(errors)} threads failed") from errors[0]
     where: dict[str, int] = {}
     if variant.routing is not None:
         stats = variant.routing.stats()
         where = {**stats.statements, **{f"kind:{k}": n for k, n in stats.kinds.items() if n}}
-    statements = sum(done) * STATEMENTS
-    return statements / seconds, cpu / max(statements, 1) * 1e6, where
+    rate = sum(k * STATEMENTS / span for k, span in zip(counted, spans, strict=True) if span > 0)
+    statements = max(sum(done) * STATEMENTS, 1)
+    server_cpu = None if servers is None or servers_after is None else servers_after - servers
+    return rate, cpu / statements * 1e6, None if server_cpu is None else server_cpu / statements * 1e6, where
 
 
 # ------------------------------------------------------------------ single-threaded (bench_routing)
@@ -235,8 +290,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--seconds", type=float, default=1.0)
+    parser.add_argument("--warm", type=float, default=0.25, help="seconds of each round not measured")
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated; plain is always run")
     parser.add_argument("--driver", default="pymysql", help="pymysql, mysqldb or mariadbconnector")
@@ -247,8 +303,8 @@ def main() -> None:
     for v in names:
         if v not in ALL:
             parser.error(f"unknown variant {v!r}; known: {', '.join(ALL)}")
-    if args.rounds < 1 or args.seconds <= 0 or args.threads < 1:
-        parser.error("--rounds, --seconds and --threads must be positive")
+    if args.rounds < 1 or args.seconds <= 0 or args.threads < 1 or args.warm < 0:
+        parser.error("--rounds, --seconds and --threads must be positive, --warm not negative")
 
     load = os.getloadavg()
     with Sandbox(replicas=2) as sb:
@@ -269,6 +325,7 @@ def main() -> None:
         rates: dict[str, list[float]] = {v: [] for v in names}
         ratios: dict[str, list[float]] = {v: [] for v in names}
         cpus: dict[str, list[float]] = {v: [] for v in names}
+        server_cpus: dict[str, list[float]] = {v: [] for v in names}
         where: dict[str, dict[str, int]] = {v: {} for v in names}
         try:
             for variant in variants:  # warm pools, statement caches, the monitors
@@ -277,8 +334,12 @@ def main() -> None:
                 order = variants[r % len(variants) :] + variants[: r % len(variants)]
                 got: dict[str, float] = {}
                 for variant in order:
-                    got[variant.name], cpu, seen = _run(variant, args.threads, args.seconds)
+                    got[variant.name], cpu, server_cpu, seen = _run(
+                        variant, args.threads, args.seconds, args.warm, str(sb.dir)
+                    )
                     cpus[variant.name].append(cpu)
+                    if server_cpu is not None:
+                        server_cpus[variant.name].append(server_cpu)
                     for k, n in seen.items():
                         where[variant.name][k] = where[variant.name].get(k, 0) + n
                 for v in names:
@@ -298,18 +359,26 @@ def main() -> None:
     print()
     print(
         f"{args.threads} threads; request = 1 ORM UPDATE + commit + {READS} ORM point reads; "
-        f"driver {args.driver}; median of {args.rounds} rounds of {args.seconds:g} s; "
+        f"driver {args.driver}; median of {args.rounds} rounds of {args.seconds:g} s "
+        f"(after {args.warm:g} s unmeasured); "
         f"load average at start {load[0]:.2f} on {os.cpu_count()} cores"
     )
-    print(f"  {'variant':<44} {'stmts/s':>8} {'ratio':>6} {'CPU µs/stmt':>11}  {'goal':<11} all rounds")
+    print(
+        f"  {'variant':<44} {'stmts/s':>8} {'ratio':>6} {'q1–q3':>11} {'CPU µs/stmt':>11} {'servers':>7}"
+        f"  {'goal':<11} all rounds"
+    )
     for v in names:
         ratio = statistics.median(ratios[v])
         goal = GOALS.get(v)
         verdict = "" if goal is None else f"≥{goal:.2f} {'PASS' if ratio >= goal else 'MISS'}"
         rounds = " ".join(f"{x:.3f}" for x in ratios[v])
         cpu = statistics.median(cpus[v])
+        servers = f"{statistics.median(server_cpus[v]):.0f}" if server_cpus[v] else "n/a"
+        q1, _, q3 = statistics.quantiles(ratios[v]) if len(ratios[v]) > 1 else (ratio, ratio, ratio)
+        spread = f"{q1:.3f}–{q3:.3f}"
         print(
-            f"  {ALL[v]:<44} {statistics.median(rates[v]):>8.0f} {ratio:>6.3f} {cpu:>11.0f}  {verdict:<11} {rounds}"
+            f"  {ALL[v]:<44} {statistics.median(rates[v]):>8.0f} {ratio:>6.3f} {spread:>11} {cpu:>11.0f}"
+            f" {servers:>7}  {verdict:<11} {rounds}"
         )
     for v in names:
         if where[v]:
@@ -320,10 +389,10 @@ def main() -> None:
             kinds_text = ", ".join(f"{k} {100 * n / total:.0f}%" for k, n in sorted(kinds.items()))
             print(f"  {v}: statements on {shares}; kinds {kinds_text}")
     if single is not None:
-        p, r, ratio, cpu_ratio = single
+        plain_s, routing_s, ratio, cpu_ratio = single
         print(
             f"single-threaded, 200 ORM point reads per session, {args.single_rounds} interleaved rounds: "
-            f"plain {p * 1000:.2f} ms, rwsplit {r * 1000:.2f} ms, median ratio {ratio:.3f} "
+            f"plain {plain_s * 1000:.2f} ms, rwsplit {routing_s * 1000:.2f} ms, median ratio {ratio:.3f} "
             f"(goal ≤ 1.03: {'PASS' if ratio <= 1.03 else 'MISS'}); "
             f"client CPU time median ratio {cpu_ratio:.3f}"
         )
