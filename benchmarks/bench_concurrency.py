@@ -10,8 +10,8 @@ shows the median over ``--rounds`` (30) and the quartiles of the per-round ratio
 
 Many short rounds rather than a few long ones: on a shared machine the speed drifts over seconds,
 so variants compared within a few seconds of each other see the same machine, and a median of 30
-moves less than one of 3 or 5 (with 5 rounds of 4 s, one variant's median moved by up to 0.1
-between runs, and single rounds by ±20 %).
+should move less than one of 3 or 5 (with 5 rounds of 4 s, one variant's median moved by up to 0.1
+between runs, and single rounds by ±20 %; with 30 rounds of 1 s, by up to ±0.04).
 
 Variants:
 
@@ -27,9 +27,9 @@ reads in a fresh session, plain ``Session`` on a replica's Engine vs ``RoutingSe
 replica as its only one (same pool_pre_ping as rwsplit's replica Engines), interleaved rounds.
 
 The CPU column is this process's CPU time per statement (all its threads, the monitors' included),
-"servers" the sandbox's servers' (Linux only): unlike throughput they hardly move with the load of
-other processes on the machine, and where throughput differs while they do not, the difference is
-waiting (the GIL, the network, the servers), not work.
+"servers" the sandbox's servers' totalled over all rounds (Linux only), both over whole rounds: within
+a run they move less than throughput with the load of other processes, and where throughput differs
+while they do not, the difference is mostly waiting (the GIL, the network, the servers), not work.
 
 ``--variants`` may also name ``causal_select``: "causal" with each commit's GTID read by
 ``SELECT @@last_gtid`` instead of from the COMMIT's OK packet (the connections stop tracking it).
@@ -147,44 +147,61 @@ def _request(make: Callable[[], Session], rng: random.Random, base: int) -> None
 
 
 def _servers_cpu(sandbox_dir: str) -> float | None:
-    """CPU seconds the sandbox's servers have used so far (Linux ``/proc``; None elsewhere)."""
+    """CPU seconds the sandbox's servers (processes started with ``--datadir=<sandbox_dir>/…``) have
+    used so far, from Linux's ``/proc``; None where there is none or no such process is found."""
     if not os.path.isdir("/proc/self"):
         return None
-    total = 0.0
+    marker = f"--datadir={sandbox_dir}/".encode()
+    total, found = 0.0, False
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
         try:
             with open(f"/proc/{entry.name}/cmdline", "rb") as f:
-                if sandbox_dir.encode() not in f.read():
+                if marker not in f.read():
                     continue
             with open(f"/proc/{entry.name}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
         except OSError:  # gone meanwhile, or not ours to read
             continue
         total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-    return total
+        found = True
+    return total if found else None
 
 
-def _run(
-    variant: Variant, threads: int, seconds: float, warm: float = 0.0, sandbox_dir: str = ""
-) -> tuple[float, float, float | None, dict[str, int]]:
-    """Statements per second of ``threads`` threads doing requests for ``seconds`` after ``warm``
-    seconds of warming up, this process's and the servers' CPU µs per statement, and where
-    statements went.
+class _Round:
+    """What one variant did in one round."""
 
-    Each thread's rate is the requests it started after the warm-up over the time from the first
-    of them to the end of the last (the one under way at the deadline included): counting against
-    the nominal ``seconds`` would add up to one request per thread to every variant alike, pulling
-    a short round's ratios towards 1. The warm-up leaves out what only a round's start costs
-    (threads starting, pools opening the connections they closed when the last round ended),
-    which a short round would otherwise charge unevenly.
+    def __init__(
+        self, rate: float, cpu: float, servers_cpu: float | None, statements: int, where: dict[str, int]
+    ) -> None:
+        self.rate = rate  # statements/s in the measured window
+        self.cpu = cpu  # this process's CPU seconds over the whole round
+        self.servers_cpu = servers_cpu  # the sandbox's servers' CPU seconds over the whole round
+        self.statements = statements  # every statement of the round, warm-up and tail included
+        self.where = where
+
+
+def _run(variant: Variant, threads: int, seconds: float, warm: float = 0.0, sandbox_dir: str = "") -> _Round:
+    """``threads`` threads doing requests for ``warm`` + ``seconds``: the statements/s measured after
+    the warm-up, and the CPU the whole round took (this process; the sandbox's servers).
+
+    Each thread's rate is the requests it started after the warm-up (at least one) over the time
+    from the first of them to the end of the last (the one under way at the deadline included):
+    counting against the nominal ``seconds`` would add up to one request per thread to every
+    variant alike, pulling a short round's ratios towards 1. Threads whose counted requests are
+    done go on with uncounted ones until every thread's are, so that the last counted requests run
+    under the same contention as the rest. The warm-up leaves out what only a round's start costs
+    (the threads' release from the barrier, pools reopening the connections they closed when the
+    last round ended), which a short round would otherwise charge unevenly.
     """
     start = threading.Barrier(threads + 1)
     began = [0.0]
     done = [0] * threads
     counted = [0] * threads
     spans = [0.0] * threads
+    unfinished = [threads]
+    lock = threading.Lock()
     errors: list[BaseException] = []
 
     def work(i: int) -> None:
@@ -197,7 +214,7 @@ def _run(
         first: float | None = None
         now = time.perf_counter()
         try:
-            while now < end:
+            while now < end or first is None:
                 started = now
                 _request(variant.make, rng, base)
                 now = time.perf_counter()
@@ -206,19 +223,26 @@ def _run(
                     k += 1
                     if first is None:
                         first = started
+            spans[i] = now - first
+            with lock:
+                unfinished[0] -= 1
+            while unfinished[0] and not errors:  # keep the others' contention until they are done
+                _request(variant.make, rng, base)
+                n += 1
         except BaseException as exc:  # noqa: BLE001 (reported after the round)
             errors.append(exc)
+            with lock:
+                unfinished[0] = 0
         done[i], counted[i] = n, k
-        spans[i] = 0.0 if first is None else now - first
 
     if variant.routing is not None:
         variant.routing.stats(reset=True)
     workers = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(threads)]
     for w in workers:
         w.start()
+    servers = _servers_cpu(sandbox_dir) if sandbox_dir else None  # before the clocks start
     began[0] = time.perf_counter()
     cpu = time.process_time()
-    servers = _servers_cpu(sandbox_dir) if sandbox_dir else None
     start.wait()
     for w in workers:
         w.join()
@@ -230,10 +254,9 @@ def _run(
     if variant.routing is not None:
         stats = variant.routing.stats()
         where = {**stats.statements, **{f"kind:{k}": n for k, n in stats.kinds.items() if n}}
-    rate = sum(k * STATEMENTS / span for k, span in zip(counted, spans, strict=True) if span > 0)
-    statements = max(sum(done) * STATEMENTS, 1)
-    server_cpu = None if servers is None or servers_after is None else servers_after - servers
-    return rate, cpu / statements * 1e6, None if server_cpu is None else server_cpu / statements * 1e6, where
+    rate = sum(k * STATEMENTS / span for k, span in zip(counted, spans, strict=True))
+    servers_cpu = None if servers is None or servers_after is None else servers_after - servers
+    return _Round(rate, cpu, servers_cpu, sum(done) * STATEMENTS, where)
 
 
 # ------------------------------------------------------------------ single-threaded (bench_routing)
@@ -325,7 +348,8 @@ def main() -> None:
         rates: dict[str, list[float]] = {v: [] for v in names}
         ratios: dict[str, list[float]] = {v: [] for v in names}
         cpus: dict[str, list[float]] = {v: [] for v in names}
-        server_cpus: dict[str, list[float]] = {v: [] for v in names}
+        server_cpus: dict[str, list[float]] = {v: [] for v in names}  # seconds per round
+        server_statements: dict[str, int] = {v: 0 for v in names}
         where: dict[str, dict[str, int]] = {v: {} for v in names}
         try:
             for variant in variants:  # warm pools, statement caches, the monitors
@@ -334,13 +358,13 @@ def main() -> None:
                 order = variants[r % len(variants) :] + variants[: r % len(variants)]
                 got: dict[str, float] = {}
                 for variant in order:
-                    got[variant.name], cpu, server_cpu, seen = _run(
-                        variant, args.threads, args.seconds, args.warm, str(sb.dir)
-                    )
-                    cpus[variant.name].append(cpu)
-                    if server_cpu is not None:
-                        server_cpus[variant.name].append(server_cpu)
-                    for k, n in seen.items():
+                    got_round = _run(variant, args.threads, args.seconds, args.warm, str(sb.dir))
+                    got[variant.name] = got_round.rate
+                    cpus[variant.name].append(got_round.cpu / max(got_round.statements, 1) * 1e6)
+                    if got_round.servers_cpu is not None:
+                        server_cpus[variant.name].append(got_round.servers_cpu)
+                        server_statements[variant.name] += got_round.statements
+                    for k, n in got_round.where.items():
                         where[variant.name][k] = where[variant.name].get(k, 0) + n
                 for v in names:
                     rates[v].append(got[v])
@@ -373,8 +397,10 @@ def main() -> None:
         verdict = "" if goal is None else f"≥{goal:.2f} {'PASS' if ratio >= goal else 'MISS'}"
         rounds = " ".join(f"{x:.3f}" for x in ratios[v])
         cpu = statistics.median(cpus[v])
-        servers = f"{statistics.median(server_cpus[v]):.0f}" if server_cpus[v] else "n/a"
-        q1, _, q3 = statistics.quantiles(ratios[v]) if len(ratios[v]) > 1 else (ratio, ratio, ratio)
+        # over all rounds: one round's figure is a few dozen clock ticks
+        servers = f"{sum(server_cpus[v]) / server_statements[v] * 1e6:.0f}" if server_statements[v] else "n/a"
+        quartiles = statistics.quantiles(ratios[v], method="inclusive") if len(ratios[v]) > 1 else None
+        q1, _, q3 = quartiles or (ratio, ratio, ratio)
         spread = f"{q1:.3f}–{q3:.3f}"
         print(
             f"  {ALL[v]:<44} {statistics.median(rates[v]):>8.0f} {ratio:>6.3f} {spread:>11} {cpu:>11.0f}"
