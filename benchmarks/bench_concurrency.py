@@ -348,7 +348,7 @@ def main() -> None:
         rates: dict[str, list[float]] = {v: [] for v in names}
         ratios: dict[str, list[float]] = {v: [] for v in names}
         cpus: dict[str, list[float]] = {v: [] for v in names}
-        server_cpus: dict[str, list[float]] = {v: [] for v in names}  # seconds per round
+        server_seconds: dict[str, float] = {v: 0.0 for v in names}  # totalled: a round's is a few ticks
         server_statements: dict[str, int] = {v: 0 for v in names}
         where: dict[str, dict[str, int]] = {v: {} for v in names}
         try:
@@ -362,7 +362,7 @@ def main() -> None:
                     got[variant.name] = got_round.rate
                     cpus[variant.name].append(got_round.cpu / max(got_round.statements, 1) * 1e6)
                     if got_round.servers_cpu is not None:
-                        server_cpus[variant.name].append(got_round.servers_cpu)
+                        server_seconds[variant.name] += got_round.servers_cpu
                         server_statements[variant.name] += got_round.statements
                     for k, n in got_round.where.items():
                         where[variant.name][k] = where[variant.name].get(k, 0) + n
@@ -397,8 +397,7 @@ def main() -> None:
         verdict = "" if goal is None else f"≥{goal:.2f} {'PASS' if ratio >= goal else 'MISS'}"
         rounds = " ".join(f"{x:.3f}" for x in ratios[v])
         cpu = statistics.median(cpus[v])
-        # over all rounds: one round's figure is a few dozen clock ticks
-        servers = f"{sum(server_cpus[v]) / server_statements[v] * 1e6:.0f}" if server_statements[v] else "n/a"
+        servers = f"{server_seconds[v] / server_statements[v] * 1e6:.0f}" if server_statements[v] else "n/a"
         quartiles = statistics.quantiles(ratios[v], method="inclusive") if len(ratios[v]) > 1 else None
         q1, _, q3 = quartiles or (ratio, ratio, ratio)
         spread = f"{q1:.3f}–{q3:.3f}"
