@@ -49,11 +49,14 @@ import statistics
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 import rwsplit
+from rwsplit import mysqld
 from rwsplit.sandbox import Sandbox
 
 
@@ -147,39 +150,31 @@ def _request(make: Callable[[], Session], rng: random.Random, base: int) -> None
 
 
 def _servers_cpu(sandbox_dir: str) -> float | None:
-    """CPU seconds the sandbox's servers (processes started with ``--datadir=<sandbox_dir>/…``) have
-    used so far, from Linux's ``/proc``; None where there is none or no such process is found."""
-    if not os.path.isdir("/proc/self"):
-        return None
-    marker = f"--datadir={sandbox_dir}/".encode()
+    """CPU seconds the sandbox's servers have used so far: each writes its pid to
+    ``<datadir>/mysqld.pid``; Linux's ``/proc`` has its time. None where neither is found."""
     total, found = 0.0, False
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
+    for pid_file in Path(sandbox_dir).glob("*/mysqld.pid"):
         try:
-            with open(f"/proc/{entry.name}/cmdline", "rb") as f:
-                if marker not in f.read():
-                    continue
-            with open(f"/proc/{entry.name}/stat") as f:
+            pid = int(pid_file.read_text().strip())
+            if not mysqld.pid_is_server(pid, str(pid_file.parent)):
+                continue
+            with open(f"/proc/{pid}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:  # gone meanwhile, or not ours to read
+        except (OSError, ValueError):  # gone meanwhile, no /proc, or a pid file being written
             continue
         total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
         found = True
     return total if found else None
 
 
-class _Round:
+class _Round(NamedTuple):
     """What one variant did in one round."""
 
-    def __init__(
-        self, rate: float, cpu: float, servers_cpu: float | None, statements: int, where: dict[str, int]
-    ) -> None:
-        self.rate = rate  # statements/s in the measured window
-        self.cpu = cpu  # this process's CPU seconds over the whole round
-        self.servers_cpu = servers_cpu  # the sandbox's servers' CPU seconds over the whole round
-        self.statements = statements  # every statement of the round, warm-up and tail included
-        self.where = where
+    rate: float  # statements/s in the measured window
+    cpu: float  # this process's CPU seconds over the whole round
+    servers_cpu: float | None  # the sandbox's servers' CPU seconds over the whole round
+    statements: int  # every statement of the round, warm-up and tail included
+    where: dict[str, int]
 
 
 def _run(variant: Variant, threads: int, seconds: float, warm: float = 0.0, sandbox_dir: str = "") -> _Round:
