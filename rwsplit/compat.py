@@ -120,6 +120,12 @@ def type_renders_sql(type_or_class: object) -> bool:
     )
 
 
+generate_cache_key: Final[Callable[[Any], Any]] = operator.methodcaller("_generate_cache_key")
+"""``stmt._generate_cache_key()`` without a Python frame, for the per-statement path: the
+caller catches what it raises (no such method, or None has no ``.key``) and falls back to
+:func:`statement_cache_key`."""
+
+
 def statement_cache_key(stmt: Any) -> Hashable | None:
     """SQLAlchemy's statement cache key (``_generate_cache_key()``, memoized on the statement).
 
@@ -171,6 +177,19 @@ def user_options(statement: object) -> Sequence[Any]:
     if _FAST_STATEMENT_ATTRS:
         return getattr(statement, "_with_options", ())
     return _checked_user_options(statement)
+
+
+def _checked_statement_attrs(statement: Executable) -> tuple[Mapping[str, Any] | None, Sequence[Any]]:
+    return statement_options(statement), user_options(statement)
+
+
+statement_attrs: Final[Callable[[Executable], tuple[Mapping[str, Any] | None, Sequence[Any]]]] = (
+    operator.attrgetter("_execution_options", "_with_options")
+    if _FAST_STATEMENT_ATTRS
+    else _checked_statement_attrs
+)
+"""``(statement_options(s), user_options(s))`` of an Executable in one C-level call (a session's
+per-statement path; only for Executables: the fast form reads the attributes without defaults)."""
 
 
 def _orm_compile_options() -> Any:

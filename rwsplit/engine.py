@@ -130,7 +130,7 @@ class RoutingEngine(EngineSurface):
         snapshot that later reads would be stuck in. Reads sent to the primary on purpose (pins,
         hints, ``use_primary``) join the primary transaction, as in plain SQLAlchemy.
         """
-        if not decision.on_primary:
+        if decision.target != PRIMARY:
             return self._engines[decision.target]
         if decision.fallback and not (state.tx_on_primary or state.connection_state):
             return self._primary_reads

@@ -133,8 +133,11 @@ class Router:
         pinned = state.primary_reason()
         if pinned is not None:
             return self._pinned.get(pinned) or self._pinned_decision(pinned)
-        if state.mode == "causal" or state.position:  # a token given to any session is honoured
+        if state.mode == "causal" or state.position.seqs:  # a token given to any session is honoured
             return self.causal_replica(state, max_lag, state.required(), reason)
+        own = state.replica  # the common case: the session's replica is still eligible
+        if own is not None and self.monitor.snapshot().is_eligible(own, max_lag):
+            return self._decisions.get((own, reason)) or self._replica_decision(own, reason)
         return self.pick_replica(state, max_lag, reason)
 
     def causal_replica(
@@ -178,15 +181,14 @@ class Router:
         return self._replica_decision(choice, reason)
 
     def pick_replica(self, state: ConsistencyState, max_lag: float, reason: str) -> Decision:
-        """An eligible replica (the session's own if still eligible), else the fallback.
+        """An eligible replica for a session whose own replica is not (or that has none), else the fallback.
 
         Moving to another replica, the session takes only one the monitor saw at or past where
         it last saw the replicas this session read from (monotonic reads), else the primary.
         """
         snapshot = self.monitor.snapshot()
-        own = state.replica
-        if own is not None and snapshot.is_eligible(own, max_lag):
-            return self._replica_decision(own, reason)
+        if not snapshot.replicas:  # none configured (or none known yet): no lists to build
+            return self._fallback(max_lag)
         replicas = [r for r in snapshot.eligible(max_lag) if r.name not in state.failed]
         if not replicas:
             return self._fallback(max_lag)

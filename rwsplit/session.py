@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, SessionTransaction
 from sqlalchemy.orm.interfaces import UserDefinedOption
+from sqlalchemy.sql.base import Executable
 
 from . import compat
 from .causal import request_capture, take_captured
@@ -36,12 +37,13 @@ _S = TypeVar("_S", bound="RoutingSession")
 _FLUSH = Decision(PRIMARY, "write: flush", writes=True, effect="write", kind="write")
 _CONNECTION = Decision(PRIMARY, "session.connection(): unknown statements", writes=True, kind="write")
 _NO_CALL: tuple[Any, str | None] = (None, None)
+_NOT_EXECUTABLE: tuple[None, tuple[()]] = (None, ())  # a clause get_bind was given that cannot carry options
 
 
-def _call(statement: Any, options: Mapping[str, Any] | None) -> tuple[Any, str | None]:
+def _call(statement: Any, options: Mapping[str, Any]) -> tuple[Any, str | None]:
     """What get_bind sees of one execute call: the call-level execution ``options`` over the
     statement's own when the call sets a routing option (else get_bind reads the statement's)."""
-    if not options or ("rwsplit_route" not in options and "rwsplit_max_lag" not in options):
+    if "rwsplit_route" not in options and "rwsplit_max_lag" not in options:
         return _NO_CALL
     own = compat.statement_options(statement)
     return ({**own, **options} if own else options), None
@@ -55,7 +57,8 @@ def _routing(run: Any, doc: str) -> Any:
         if getattr(statement, "is_dml", False):
             self.rwsplit_state.wrote()
         saved = self._rwsplit_call
-        self._rwsplit_call = call = _call(statement, kw.get("execution_options"))
+        given = kw.get("execution_options")
+        self._rwsplit_call = call = _call(statement, given) if given else _NO_CALL
         self._rwsplit_target = None
         try:
             return run(self, statement, params, **kw)
@@ -148,10 +151,10 @@ class RoutingSession(Session):
             self._rwsplit_target = PRIMARY
             return engine.primary
         options, hint = self._rwsplit_call
+        own, given = compat.statement_attrs(clause) if isinstance(clause, Executable) else _NOT_EXECUTABLE
         if options is None:
-            options = compat.statement_options(clause)
+            options = own
         if hint is None:
-            given = compat.user_options(clause)
             # ORM reloads after a write read the primary, unless a pin or causal reads cover them.
             reloads = state.session_wrote and not state.session_pinned and state.mode != "causal"
             if given or reloads:

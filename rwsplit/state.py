@@ -107,18 +107,39 @@ class Snapshot:
     by_name: Mapping[str, ServerState] = field(default_factory=dict)
     stale_after: float = math.inf  # a reading older than this (seconds) no longer counts
 
+    def __post_init__(self) -> None:
+        if len(self.by_name) != len(self.replicas):  # made by hand without it: derived, never out of step
+            object.__setattr__(self, "by_name", {r.name: r for r in self.replicas})
+
     def replica(self, name: str) -> ServerState | None:
         return self.by_name.get(name)
 
     def is_eligible(self, name: str, max_lag: float) -> bool:
+        """Whether replica ``name`` may serve a read no staler than ``max_lag`` seconds (asked per
+        routed read: one frame)."""
         r = self.by_name.get(name)
-        return r is not None and _eligible(r, max_lag, not self.primary.reachable, self.stale_after)
+        if r is None:
+            return False
+        lag = r.lag
+        if not r.reachable or r.tripped or lag is None or lag > max_lag or not r.sql_running:
+            return False
+        if r.lag_lower_bound:
+            return False
+        # A reading ages: a stopped, forked-away or stuck probe thread must not freeze eligibility.
+        # (Every probe that sets a lag sets measured_at; a hand-made state without it has no age.)
+        measured = r.measured_at
+        age = 0.0 if measured is None else time.time() - measured
+        if age > self.stale_after:
+            return False
+        # Behind at the last probe, it may have fallen further behind since: count the probe's age.
+        if lag > 0 and lag + age > max_lag:
+            return False
+        # With the primary down the IO thread cannot run; the last measured lag stands in.
+        return bool(r.io_running) or not self.primary.reachable
 
     def eligible(self, max_lag: float) -> list[ServerState]:
         """Replicas that may serve a read no staler than ``max_lag`` seconds."""
-        primary_down = not self.primary.reachable
-        stale_after = self.stale_after
-        return [r for r in self.replicas if _eligible(r, max_lag, primary_down, stale_after)]
+        return [r for r in self.replicas if self.is_eligible(r.name, max_lag)]
 
     def report(self, max_lag: float, in_flight: Callable[[str], int]) -> list[ServerReport]:
         """Every server as a ``RoutingEngine.status()`` row, primary first; ``in_flight(name)`` counts use."""
@@ -127,22 +148,3 @@ class Snapshot:
             s.report(in_flight(s.name), s.reachable if s.role == "primary" else s.name in eligible)
             for s in (self.primary, *self.replicas)
         ]
-
-
-def _eligible(r: ServerState, max_lag: float, primary_down: bool, stale_after: float) -> bool:
-    lag = r.lag
-    if not r.reachable or r.tripped or lag is None or lag > max_lag or not r.sql_running:
-        return False
-    if r.lag_lower_bound:
-        return False
-    # A reading ages: a stopped, forked-away or stuck probe thread must not freeze eligibility.
-    # (Every probe that sets a lag sets measured_at; a hand-made state without it has no age.)
-    measured = r.measured_at
-    age = 0.0 if measured is None else time.time() - measured
-    if age > stale_after:
-        return False
-    # Behind at the last probe, it may have fallen further behind since: count the probe's age.
-    if lag > 0 and lag + age > max_lag:
-        return False
-    # With the primary down the IO thread cannot run; the last measured lag stands in.
-    return bool(r.io_running) or primary_down

@@ -10,6 +10,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.selectable import Select
 
+from .. import compat
 from .constructs import classify_construct, classify_select, shapes
 from .route import Route, Server
 from .statements import classify_sql_cached, classify_str
@@ -96,10 +97,19 @@ def bound_classifier(
     """:func:`classify` with its arguments checked and its context looked up once (for the router,
     which classifies every statement with the same ones)."""
     ctx = context(_read_only(read_only_functions), server)
+    table = shapes.table(ctx, None)
+    cache_key = compat.generate_cache_key
 
     def classify_bound(statement: Executable | str) -> Route:
-        if type(statement) is Select:
-            return classify_select(statement, ctx, None)
+        if type(statement) is Select:  # a known shape is one lookup in this context's table
+            try:
+                route = table.get(cache_key(statement).key)
+            except Exception:  # no cache key: classify_select walks the statement
+                route = None
+            if route is None:
+                return classify_select(statement, ctx, None)
+            shapes.hits += 1
+            return route
         return _classify(statement, ctx, None)
 
     return classify_bound

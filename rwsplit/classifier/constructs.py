@@ -41,35 +41,57 @@ from .vocabulary import (
 
 CONSTRUCT_CACHE_SIZE: Final = 1024
 """Entries of the cache of construct shapes (emptied when full)."""
+_MAX_TABLES: Final = 256  # contexts with a table of their own (as many as vocabulary.context interns)
 
 
 class _ShapeCache:
-    """Routes of construct shapes, keyed by SQLAlchemy's cache key; emptied when full.
+    """Routes of construct shapes, one table per context, keyed by SQLAlchemy's cache key;
+    all emptied when ``maxsize`` shapes are held.
 
-    A plain dict: a hit is one lookup (atomic under the GIL, no lock); there are rarely more
-    shapes than entries, so starting over when full bounds memory at little cost.
+    Plain dicts: a hit is one lookup (atomic under the GIL, no lock); there are rarely more
+    shapes than entries, so starting over when full bounds memory at little cost. A table per
+    context spares the per-statement path building and hashing a composite key.
     """
 
     def __init__(self, maxsize: int) -> None:
         self.maxsize = maxsize
-        self.routes: dict[Hashable, Route] = {}
+        self.tables: dict[tuple[Any, ...], dict[Hashable, Route]] = {}
+        self.size = 0
         self.hits = 0
         self.misses = 0
 
-    def put(self, key: Hashable, route: Route) -> None:
+    def table(self, ctx: Context, dialect: Dialect | None) -> dict[Hashable, Route]:
+        """The table of one context and dialect (made once; emptied in place, never replaced)."""
+        key = (ctx.ro, ctx.server, dialect.name if dialect is not None else None)
+        table = self.tables.get(key)
+        if table is None:
+            if len(self.tables) >= _MAX_TABLES:  # contexts are few; a flood of them starts over
+                self.clear_tables()
+                self.tables.clear()
+            table = self.tables.setdefault(key, {})
+        return table
+
+    def put(self, table: dict[Hashable, Route], key: Hashable, route: Route) -> None:
         """Store the route of a newly seen shape (a miss), starting over when full."""
         self.misses += 1
-        if len(self.routes) >= self.maxsize:
-            self.routes.clear()
-        self.routes[key] = route
+        if self.size >= self.maxsize:
+            self.clear_tables()
+        table[key] = route
+        self.size += 1
 
     def stats(self) -> tuple[int, int, int, int]:
         """``(hits, misses, maxsize, currsize)``."""
-        return (self.hits, self.misses, self.maxsize, len(self.routes))
+        return (self.hits, self.misses, self.maxsize, sum(len(t) for t in list(self.tables.values())))
+
+    def clear_tables(self) -> None:
+        """Empty every table in place (bound classifiers keep theirs)."""
+        for table in list(self.tables.values()):
+            table.clear()
+        self.size = 0
 
     def clear(self) -> None:
         """Forget every shape and reset the counters."""
-        self.routes.clear()
+        self.clear_tables()
         self.hits = self.misses = 0
 
 
@@ -291,11 +313,11 @@ def classify_select(stmt: Any, ro: Context, dialect: Dialect | None) -> Route:
     cache_key = compat.statement_cache_key(stmt)
     if cache_key is None:
         return _walk(stmt, ro, dialect)
-    key = (cache_key, ro.ro, ro.server, dialect.name if dialect is not None else None)
-    route = shapes.routes.get(key)
+    table = shapes.table(ro, dialect)
+    route = table.get(cache_key)
     if route is None:
         route = _walk(stmt, ro, dialect)
-        shapes.put(key, route)
+        shapes.put(table, cache_key, route)
     else:
         shapes.hits += 1
     return route

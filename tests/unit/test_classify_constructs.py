@@ -282,6 +282,48 @@ def test_constructs_go_through_the_cache_by_their_cache_key() -> None:
     assert cache_info().constructs.currsize == 2
 
 
+def test_bound_classifier_shares_the_cache_one_table_per_context(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rwsplit.classifier import constructs
+    from rwsplit.classifier.api import bound_classifier
+
+    cache_clear()
+    plain, declared = bound_classifier(), bound_classifier({"f"})
+    assert plain(select(User).where(User.id == 5)).target == REPLICA  # a miss, stored
+    assert plain(select(User).where(User.id == 6)).target == REPLICA  # the same shape: a hit
+    assert classify(select(User).where(User.id == 7)).target == REPLICA  # classify() shares the table
+    uses_f = select(User).where(func.f(User.id) == 1)
+    assert declared(uses_f).target == REPLICA and plain(uses_f).target == PRIMARY  # one table each
+    info = cache_info().constructs
+    assert (info.misses, info.hits, info.currsize) == (3, 2, 3)
+    cache_clear()  # emptied in place: the bound classifiers keep working, and miss first
+    assert cache_info().constructs.currsize == 0
+    assert declared(uses_f).target == REPLICA and declared(uses_f).target == REPLICA
+    assert (cache_info().constructs.misses, cache_info().constructs.hits) == (1, 1)
+    # Bounded over all tables together: full, every table starts over.
+    monkeypatch.setattr(constructs.shapes, "maxsize", 2)
+    plain(select(User).where(User.name == "x"))
+    plain(select(User).where(User.id > 1))
+    assert cache_info().constructs.currsize == 1
+    cache_clear()
+
+
+def test_bound_classifier_walks_a_statement_without_a_cache_key() -> None:
+    from sqlalchemy.sql.functions import GenericFunction
+
+    from rwsplit.classifier.api import bound_classifier
+
+    class uncached_fn(GenericFunction[int]):  # noqa: N801 (SQL name); no inherit_cache: no cache key
+        name = "uncached_fn"
+
+    stmt = select(User.id).where(uncached_fn() == 1)
+    with pytest.warns(Warning, match="inherit_cache"):
+        assert stmt._generate_cache_key() is None
+    cache_clear()
+    route = bound_classifier()(stmt)
+    assert route == classify(stmt) and route.target == PRIMARY  # an unknown function: a stored one
+    assert cache_info().constructs.currsize == 0  # nothing to key it by: not cached
+
+
 def test_custom_operators_are_checked() -> None:
     assert _target(select(User).where(User.name.op("REGEXP")("^a"))) == REPLICA
     evil = select(User).where(User.name.op("= 'x'; DELETE FROM users; --")("y"))

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import pytest
 
 from rwsplit.gtid import Position, parse_mariadb
-from rwsplit.state import ServerState, _eligible
+from rwsplit.state import ServerState, Snapshot
 from rwsplit.timeline import Timeline
 
 
@@ -58,4 +59,8 @@ def test_a_position_older_than_the_timeline_is_only_a_lower_bound() -> None:
         measured_at=time.time(),
         lag_lower_bound=True,
     )
-    assert not _eligible(state, 300.0, False, 10.0)  # a lower bound never makes it eligible
+    primary = ServerState(name="p", role="primary", url="u", reachable=True)
+    snapshot = Snapshot(primary, (state,), stale_after=10.0)
+    assert not snapshot.is_eligible("r", 300.0)  # a lower bound never makes it eligible
+    exact = dataclasses.replace(state, lag_lower_bound=False)
+    assert Snapshot(primary, (exact,), stale_after=10.0).is_eligible("r", 300.0)
