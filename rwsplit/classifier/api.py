@@ -101,12 +101,14 @@ def bound_classifier(
     cache_key = compat.generate_cache_key
 
     def classify_bound(statement: Executable | str) -> Route:
+        nonlocal table
         if type(statement) is Select:  # a known shape is one lookup in this context's table
             try:
                 route = table.get(cache_key(statement).key)
             except Exception:  # no cache key: classify_select walks the statement
                 route = None
             if route is None:
+                table = shapes.table(ctx, None)  # the registered one, should a flood have replaced it
                 return classify_select(statement, ctx, None)
             shapes.hits += 1
             return route

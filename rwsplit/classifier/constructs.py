@@ -61,23 +61,31 @@ class _ShapeCache:
         self.misses = 0
 
     def table(self, ctx: Context, dialect: Dialect | None) -> dict[Hashable, Route]:
-        """The table of one context and dialect (made once; emptied in place, never replaced)."""
-        key = (ctx.ro, ctx.server, dialect.name if dialect is not None else None)
+        """The table of one context and dialect (emptied in place when full or cleared)."""
+        key = _table_key(ctx, dialect)
         table = self.tables.get(key)
         if table is None:
             if len(self.tables) >= _MAX_TABLES:  # contexts are few; a flood of them starts over
-                self.clear_tables()
-                self.tables.clear()
+                flooded = list(self.tables.values())
+                self.tables.clear()  # dropped first, then emptied: see put()
+                for old in flooded:
+                    old.clear()
+                self.size = 0
             table = self.tables.setdefault(key, {})
         return table
 
-    def put(self, table: dict[Hashable, Route], key: Hashable, route: Route) -> None:
+    def put(self, ctx: Context, dialect: Dialect | None, key: Hashable, route: Route) -> None:
         """Store the route of a newly seen shape (a miss), starting over when full."""
         self.misses += 1
         if self.size >= self.maxsize:
             self.clear_tables()
+        table = self.table(ctx, dialect)
         table[key] = route
         self.size += 1
+        if self.tables.get(_table_key(ctx, dialect)) is not table:
+            # A flood of contexts dropped this table meanwhile: a classifier still holding it must
+            # not keep a route that cache_clear() can no longer reach.
+            table.pop(key, None)
 
     def stats(self) -> tuple[int, int, int, int]:
         """``(hits, misses, maxsize, currsize)``."""
@@ -93,6 +101,10 @@ class _ShapeCache:
         """Forget every shape and reset the counters."""
         self.clear_tables()
         self.hits = self.misses = 0
+
+
+def _table_key(ctx: Context, dialect: Dialect | None) -> tuple[Any, ...]:
+    return (ctx.ro, ctx.server, dialect.name if dialect is not None else None)
 
 
 shapes = _ShapeCache(CONSTRUCT_CACHE_SIZE)
@@ -313,11 +325,10 @@ def classify_select(stmt: Any, ro: Context, dialect: Dialect | None) -> Route:
     cache_key = compat.statement_cache_key(stmt)
     if cache_key is None:
         return _walk(stmt, ro, dialect)
-    table = shapes.table(ro, dialect)
-    route = table.get(cache_key)
+    route = shapes.table(ro, dialect).get(cache_key)
     if route is None:
         route = _walk(stmt, ro, dialect)
-        shapes.put(table, cache_key, route)
+        shapes.put(ro, dialect, cache_key, route)
     else:
         shapes.hits += 1
     return route

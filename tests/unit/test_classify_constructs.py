@@ -307,6 +307,33 @@ def test_bound_classifier_shares_the_cache_one_table_per_context(monkeypatch: py
     cache_clear()
 
 
+def test_a_context_flood_leaves_no_route_cache_clear_cannot_reach(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rwsplit.classifier import constructs
+    from rwsplit.classifier.api import bound_classifier
+    from rwsplit.classifier.vocabulary import context
+
+    cache_clear()
+    monkeypatch.setattr(constructs, "_MAX_TABLES", 2)
+    shapes = constructs.shapes
+    bound = bound_classifier()
+    held = shapes.table(context(frozenset(), None), None)  # the table the bound classifier holds
+    stmt = select(User).where(User.id == 1)
+    assert bound(stmt).target == REPLICA and held
+    classify(stmt, read_only_functions={"a"})
+    classify(stmt, read_only_functions={"b"})  # a third context: every table dropped and emptied
+    assert not held and all(table is not held for table in shapes.tables.values())
+    # A walk that began before the flood stores its route after it, into the dropped table: undone.
+    monkeypatch.setattr(shapes, "table", lambda ctx, dialect: held)
+    shapes.put(context(frozenset(), None), None, stmt._generate_cache_key().key, Route(REPLICA, "late"))
+    assert not held
+    monkeypatch.undo()
+    # The bound classifier takes the registered table at its next miss, and hits there after.
+    hits = cache_info().constructs.hits
+    assert bound(stmt).target == REPLICA and bound(stmt).target == REPLICA
+    assert cache_info().constructs.hits == hits + 1
+    cache_clear()
+
+
 def test_bound_classifier_walks_a_statement_without_a_cache_key() -> None:
     from sqlalchemy.sql.functions import GenericFunction
 
