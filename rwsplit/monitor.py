@@ -199,7 +199,6 @@ class Monitor:
         return Snapshot(
             primary=self._states[self._primary_name],
             replicas=replicas,
-            by_name={r.name: r for r in replicas},
             stale_after=self.stale_after,
         )
 

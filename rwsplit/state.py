@@ -104,12 +104,12 @@ class Snapshot:
 
     primary: ServerState
     replicas: tuple[ServerState, ...]
-    by_name: Mapping[str, ServerState] = field(default_factory=dict)
     stale_after: float = math.inf  # a reading older than this (seconds) no longer counts
+    by_name: Mapping[str, ServerState] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if len(self.by_name) != len(self.replicas):  # made by hand without it: derived, never out of step
-            object.__setattr__(self, "by_name", {r.name: r for r in self.replicas})
+        # Derived, never given: it cannot disagree with ``replicas`` (dataclasses.replace derives it anew).
+        object.__setattr__(self, "by_name", {r.name: r for r in self.replicas})
 
     def replica(self, name: str) -> ServerState | None:
         return self.by_name.get(name)

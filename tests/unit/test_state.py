@@ -38,7 +38,8 @@ def test_eligibility_rules() -> None:
 def test_snapshot_report_rows() -> None:
     primary = ServerState(name="primary", role="primary", url="u", reachable=True)
     replicas = (_replica("ok"), _replica("laggy", lag=2.0))
-    snap = Snapshot(primary, replicas, by_name={r.name: r for r in replicas})
+    snap = Snapshot(primary, replicas)
+    assert snap.by_name == {r.name: r for r in replicas}  # derived from replicas
     rows = snap.report(1.0, {"primary": 3, "ok": 1, "laggy": 0}.__getitem__)
     assert [(r.name, r.eligible, r.in_flight, r.replicating) for r in rows] == [
         ("primary", True, 3, None),
