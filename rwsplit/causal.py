@@ -26,7 +26,14 @@ from .gtid import Position
 from .session_track import commit_tracker
 from .tokens import SIGNED_VERSION, decode_token, encode_token, token_cluster
 
-__all__ = ["consistency", "ConsistencyScope", "current_scope", "install_commit_capture", "wait_for_position"]
+__all__ = [
+    "consistency",
+    "ConsistencyScope",
+    "current_scope",
+    "install_commit_capture",
+    "wait_and_read_applied",
+    "wait_for_position",
+]
 
 _capture_requested: ContextVar[bool] = ContextVar("rwsplit_capture_gtid", default=False)
 _captured: ContextVar[str | None] = ContextVar("rwsplit_captured_gtid", default=None)
@@ -184,10 +191,26 @@ def _wait_statement(sql: str) -> TextClause:
 
 
 def wait_for_position(connection: Connection, flavor: Flavor, position: Position, timeout: float) -> bool:
-    """Wait at most ``timeout`` seconds on a replica connection until it applied ``position``.
+    """Wait at most ``timeout`` seconds on a replica connection until it applied ``position``."""
+    return wait_and_read_applied(connection, flavor, position, timeout)[0]
+
+
+def wait_and_read_applied(
+    connection: Connection, flavor: Flavor, position: Position, timeout: float
+) -> tuple[bool, Position]:
+    """Wait at most ``timeout`` seconds on a replica connection until it applied ``position``:
+    whether it did, and what the replica had applied by the end (``position`` included if it did).
 
     One round trip before a causal read. It runs as a SQLAlchemy statement, so tracing, ``echo``
     and error handling see it like any other (the OpenTelemetry integration marks its span).
     """
-    wait = _wait_statement(flavor.wait_sql(":position", ":timeout"))
-    return bool(connection.execute(wait, {"position": str(position), "timeout": timeout}).scalar() == 0)
+    wait = _wait_statement(flavor.applied_wait_sql(":position", ":timeout"))
+    result, applied_text = connection.execute(wait, {"position": str(position), "timeout": timeout}).one()
+    reached = result == 0
+    if isinstance(applied_text, bytes):
+        applied_text = applied_text.decode("ascii", "replace")
+    try:
+        applied = flavor.parse_position(applied_text, role="replica")
+    except ValueError:  # unreadable: the wait's own answer is all it proves
+        applied = Position()
+    return reached, (applied.merge(position) if reached else applied)

@@ -32,7 +32,7 @@ from .build import (
     ping_when_idle,
     server_spec,
 )
-from .causal import install_commit_capture, wait_for_position
+from .causal import install_commit_capture, wait_and_read_applied
 from .classifier import PRIMARY
 from .connection import RoutingConnection
 from .consistency_state import ConsistencyState, allow_pin_window
@@ -230,17 +230,22 @@ class RoutingEngine(EngineSurface):
         """Run a causal decision's bounded wait on its replica; the primary if it is not reached."""
         target, position = decision.target, decision.wait_for
         assert position is not None
+        since = self.monitor.snapshot().by_name.get(target)  # the view a proof of this wait refines
         started = time.perf_counter()
         try:
-            reached = wait_for_position(connect(), self._flavor, position, self.policy.causal_timeout)
+            reached, applied = wait_and_read_applied(
+                connect(), self._flavor, position, self.policy.causal_timeout
+            )
         except DBAPIError as exc:
             if not is_connection_error(exc):
                 raise
             # Out for everyone, or (a slow wait on a live replica) only its connection dropped:
             # the primary serves either way.
             replica_failed(self, state, target, exc, forget)
-            reached = False
+            reached, applied = False, Position()
         waited = time.perf_counter() - started
+        if since is not None:
+            self.monitor.applied(since, applied)
         self._observer.waited(target, waited, reached)
         if not reached:
             state.drop_replica()
@@ -251,7 +256,7 @@ class RoutingEngine(EngineSurface):
                 fallback=True,
                 kind="fallback",
             )
-        state.confirm(target, position)
+        state.confirm(target, applied)
         state.advance(position)
         state.use_replica(target)
         return Decision(target, f"causal: waited {waited * 1000:.0f} ms on {target}", kind="causal")

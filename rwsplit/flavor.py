@@ -52,6 +52,14 @@ class Flavor:
         """
         return f"SELECT {self.wait_function}({position}, {timeout})"
 
+    def applied_wait_sql(self, position: str = "%s", timeout: str = "%s") -> str:
+        """:meth:`wait_sql` that also reads what the replica has applied (a second column).
+
+        However the server orders the two, that column is a lower bound of what the replica has
+        applied once the statement returns: a replica's applied position only grows.
+        """
+        return f"{self.wait_sql(position, timeout)}, @@GLOBAL.{self.position_variable('replica')}"
+
     def admin(self, statement: str) -> str:
         """A replication admin statement written the MariaDB way (``STOP SLAVE`` …) in this flavour."""
         for old, new in self.admin_words:

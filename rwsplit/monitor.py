@@ -93,6 +93,7 @@ class Monitor:
         self._trips: dict[str, tuple[int, float]] = {}  # name -> (trips remembered, last trip)
         self._marked_at: dict[str, float] = {}
         self._fresh_required: set[str] = set()
+        self._applied: dict[str, tuple[ServerState, Position]] = {}  # what causal waits proved
         self._snapshot = self._build_snapshot()
         self._stop = threading.Event()
         self._wake = {name: threading.Event() for name in self._specs}  # probe now, not at interval
@@ -166,6 +167,29 @@ class Monitor:
     def snapshot(self) -> Snapshot:
         """The latest view of every server (lock-free: one attribute read)."""
         return self._snapshot
+
+    def applied(self, since: ServerState, position: Position) -> None:
+        """A causal wait that began while ``since`` was this monitor's view of its replica proved
+        the replica has applied ``position``: causal reads of every session may count on it
+        (:meth:`applied_covers`) until the next probe or mark-down of that replica replaces the view.
+
+        Nothing is kept when the view was replaced during the wait. Concurrent calls may keep the
+        lesser of two proofs: a lower bound either way.
+        """
+        replica = self._snapshot.by_name.get(since.name)
+        if replica is not since or not position:
+            return
+        known = self._applied.get(since.name)
+        if known is not None and known[0] is since:
+            if known[1].covers(position):
+                return
+            position = known[1].merge(position)
+        self._applied[since.name] = (since, position)
+
+    def applied_covers(self, replica: ServerState, required: Position) -> bool:
+        """Whether a causal wait proved ``replica`` (this monitor's current view of it) has ``required``."""
+        known = self._applied.get(replica.name)
+        return known is not None and known[0] is replica and known[1].covers(required)
 
     def flavor(self, name: str) -> str | None:
         """``"mariadb"``/``"mysql"`` once a probe has connected to that server, else None."""

@@ -148,24 +148,21 @@ class Router:
         The caller runs the wait (``Decision.wait_for``) on that replica's connection just before
         the read and goes to the primary if it times out.
         """
-        snapshot = self.monitor.snapshot()
+        monitor = self.monitor
+        snapshot = monitor.snapshot()
         own = state.replica
         if (  # the common case, decided without looking at the other replicas (the same choice)
             own is not None
             and own not in state.failed
             and snapshot.is_eligible(own, max_lag)
-            and (snapshot.by_name[own].position.covers(required) or state.confirmed_covers(own, required))
+            and _has(snapshot.by_name[own], required, state, monitor)
         ):
             choice = own
         else:
             candidates = [r for r in snapshot.eligible(max_lag) if r.name not in state.failed]
             if not candidates:
                 return self._fallback(max_lag)
-            covered = [
-                r.name
-                for r in candidates
-                if r.position.covers(required) or state.confirmed_covers(r.name, required)
-            ]
+            covered = [r.name for r in candidates if _has(r, required, state, monitor)]
             if not covered:
                 if state.waited_for(required):  # one bounded wait per position, whatever the token says
                     return Decision(PRIMARY, _WAITED_ONCE, fallback=True, kind="fallback")
@@ -242,6 +239,16 @@ class Router:
         if decision is None:
             decision = self._decisions.setdefault(key, Decision(name, reason))
         return decision
+
+
+def _has(replica: ServerState, required: Position, state: ConsistencyState, monitor: Monitor) -> bool:
+    """Whether ``replica`` is known to have applied ``required``: the monitor saw it there, a wait
+    of this session proved it, or a wait of any session since the monitor's last probe of it."""
+    return (
+        replica.position.covers(required)
+        or state.confirmed_covers(replica.name, required)
+        or monitor.applied_covers(replica, required)
+    )
 
 
 def _observed(snapshot: Snapshot, name: str) -> Position:

@@ -13,7 +13,7 @@ from helpers import FAST, unique, with_driver
 from models import Item
 
 import rwsplit
-from rwsplit.causal import request_capture, take_captured, wait_for_position
+from rwsplit.causal import request_capture, take_captured, wait_and_read_applied, wait_for_position
 from rwsplit.flavor import MARIADB
 from rwsplit.sandbox import Sandbox
 from rwsplit.testing import ConsistencyLoad, create_table
@@ -151,6 +151,22 @@ def test_the_causal_wait_answers_reached_or_timed_out(make: Callable[..., Any], 
         assert wait_for_position(conn, MARIADB, far, 0.3) is False
         assert time.monotonic() - started >= 0.25
         assert conn.exec_driver_sql("SELECT 1").scalar() == 1  # the connection is still usable
+
+
+@pytest.mark.parametrize("driver", sorted(TRACKED))
+def test_the_causal_wait_also_reads_what_the_replica_applied(make: Callable[..., Any], driver: str) -> None:
+    """Reached or not, the wait tells what the replica had applied: at least what it had before the
+    wait (and the position waited for, when reached); never a position the primary did not produce."""
+    eng = make(driver)
+    with eng.primary.connect() as conn:
+        have = eng._parse_position(conn.exec_driver_sql("SELECT @@gtid_binlog_pos").scalar())
+    far = MARIADB.parse_position(",".join(f"{d}-1-{n + 10**6}" for d, n in have.seqs.items()))
+    with eng.replicas[0].connect() as conn:
+        before = MARIADB.parse_position(conn.exec_driver_sql("SELECT @@gtid_slave_pos").scalar())
+        reached, applied = wait_and_read_applied(conn, MARIADB, have, 5.0)
+        assert reached and applied.covers(have) and applied.covers(before)
+        reached, applied = wait_and_read_applied(conn, MARIADB, far, 0.2)
+        assert not reached and applied.covers(have) and not applied.covers(far)
 
 
 @pytest.mark.parametrize("driver", sorted(TRACKED))

@@ -62,3 +62,24 @@ def test_a_causal_commit_with_a_savepoint_open_records_its_position(make_engine)
         assert not s.rwsplit_state.session_pinned
         assert s.scalar(select(Item.name).where(Item.name == name)) == name
         assert s.last_target in REPLICAS
+
+
+def test_a_wait_one_session_ran_spares_another_session_its_own(make_engine) -> None:
+    """Session ``a`` waits for its commit on a replica; that wait also proves ``b``'s earlier commit
+    there, so ``b`` reads that replica without a wait (no probe in between: a 60 s interval)."""
+    eng = make_engine(read_your_writes="causal", causal_timeout=5.0, monitor_interval=60)
+    make = rwsplit.sessionmaker(eng)
+    first, second = unique(), unique()
+    with make() as b, make() as a:
+        b.add(Item(name=first))
+        b.commit()
+        a.add(Item(name=second))
+        a.commit()
+        waits = eng.stats().causal_waits.count
+        assert a.scalar(select(Item.name).where(Item.name == second)) == second
+        assert eng.stats().causal_waits.count == waits + 1
+        proven = a.last_target
+        assert proven in REPLICAS
+        assert b.scalar(select(Item.name).where(Item.name == first)) == first
+        assert eng.stats().causal_waits.count == waits + 1
+        assert b.last_target == proven
