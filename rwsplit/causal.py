@@ -30,6 +30,7 @@ __all__ = [
     "consistency",
     "ConsistencyScope",
     "current_scope",
+    "applied_position",
     "install_commit_capture",
     "wait_and_read_applied",
     "wait_for_position",
@@ -205,12 +206,18 @@ def wait_and_read_applied(
     and error handling see it like any other (the OpenTelemetry integration marks its span).
     """
     wait = _wait_statement(flavor.applied_wait_sql(":position", ":timeout"))
-    result, applied_text = connection.execute(wait, {"position": str(position), "timeout": timeout}).one()
+    result, applied = connection.execute(wait, {"position": str(position), "timeout": timeout}).one()
     reached = result == 0
-    if isinstance(applied_text, bytes):
-        applied_text = applied_text.decode("ascii", "replace")
+    return reached, applied_position(flavor, applied, position if reached else None)
+
+
+def applied_position(flavor: Flavor, value: object, reached: Position | None = None) -> Position:
+    """What a wait's second column says the replica applied (a driver may give ``bytes``), with the
+    position the wait reached, if it did. Unreadable or NULL: only the reached position."""
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
     try:
-        applied = flavor.parse_position(applied_text, role="replica")
-    except ValueError:  # unreadable: the wait's own answer is all it proves
+        applied = flavor.parse_position(value if isinstance(value, str) else None, role="replica")
+    except ValueError:
         applied = Position()
-    return reached, (applied.merge(position) if reached else applied)
+    return applied if reached is None else applied.merge(reached)

@@ -256,7 +256,7 @@ class RoutingEngine(EngineSurface):
                 fallback=True,
                 kind="fallback",
             )
-        state.confirm(target, applied)
+        state.confirm(target, position)  # only what it waited for: kept for the session's life
         state.advance(position)
         state.use_replica(target)
         return Decision(target, f"causal: waited {waited * 1000:.0f} ms on {target}", kind="causal")

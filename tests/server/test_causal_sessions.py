@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 from helpers import REPLICAS, unique
 from models import Item
 from sqlalchemy import select, text
 
 import rwsplit
+import rwsplit.engine
 
 
 def test_releasing_a_savepoint_does_not_pin_a_causal_session(make_engine) -> None:
@@ -83,3 +85,52 @@ def test_a_wait_one_session_ran_spares_another_session_its_own(make_engine) -> N
         assert b.scalar(select(Item.name).where(Item.name == first)) == first
         assert eng.stats().causal_waits.count == waits + 1
         assert b.last_target == proven
+
+
+def test_a_wait_during_which_its_replica_was_probed_proves_nothing_for_others(
+    make_engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A probe that lands while a wait runs replaces the view the wait's proof would refine: the
+    proof is dropped, and the other session waits for itself."""
+    eng = make_engine(read_your_writes="causal", causal_timeout=5.0, monitor_interval=60)
+    real = rwsplit.engine.wait_and_read_applied
+
+    def probed_meanwhile(*args: object) -> object:
+        answer = real(*args)  # type: ignore[arg-type]
+        for name in REPLICAS:  # as a probe would: a new view of each replica, the same readings
+            eng.monitor._publish(eng.monitor.snapshot().by_name[name])
+        return answer
+
+    monkeypatch.setattr(rwsplit.engine, "wait_and_read_applied", probed_meanwhile)
+    make = rwsplit.sessionmaker(eng)
+    first, second = unique(), unique()
+    with make() as b, make() as a:
+        b.add(Item(name=first))
+        b.commit()
+        a.add(Item(name=second))
+        a.commit()
+        waits = eng.stats().causal_waits.count
+        assert a.scalar(select(Item.name).where(Item.name == second)) == second
+        assert b.scalar(select(Item.name).where(Item.name == first)) == first
+        assert eng.stats().causal_waits.count == waits + 2
+
+
+def test_a_sessions_own_wait_confirms_only_the_position_it_waited_for(make_engine, caught_up) -> None:
+    """What the replica had applied besides is shared until the next probe, not kept by the session
+    (its confirmations last as long as it does)."""
+    eng = make_engine(read_your_writes="causal", causal_timeout=5.0, monitor_interval=60)
+    make = rwsplit.sessionmaker(eng)
+    mine, later = unique(), unique()
+    with make() as a, make() as b:
+        a.add(Item(name=mine))
+        a.commit()
+        b.add(Item(name=later))
+        b.commit()
+        caught_up()  # the replicas have b's commit too before a's wait
+        assert a.scalar(select(Item.name).where(Item.name == mine)) == mine
+        replica = a.last_target
+        assert replica in REPLICAS
+        assert a.rwsplit_state.confirmed_covers(replica, a.rwsplit_state.position)
+        assert not a.rwsplit_state.confirmed_covers(replica, b.rwsplit_state.position)
+        view = eng.monitor.snapshot().by_name[replica]
+        assert eng.monitor.applied_covers(view, b.rwsplit_state.position)  # shared, until a probe

@@ -8,9 +8,11 @@ from __future__ import annotations
 from dataclasses import replace
 
 from rwsplit.balancer import RoundRobinBalancer
+from rwsplit.causal import applied_position
 from rwsplit.consistency_state import ConsistencyState
 from rwsplit.flavor import MARIADB, MYSQL
-from rwsplit.gtid import parse_mariadb
+from rwsplit.gtid import parse_mariadb, parse_mysql
+from rwsplit.integrations import otel
 from rwsplit.monitor import Monitor
 from rwsplit.policy import RoutingPolicy
 from rwsplit.router import Router
@@ -48,8 +50,21 @@ def _seen(name: str, position: object) -> ServerState:
 def test_the_wait_statement_also_reads_what_the_replica_applied() -> None:
     assert MARIADB.applied_wait_sql(":p", ":t") == "SELECT MASTER_GTID_WAIT(:p, :t), @@GLOBAL.gtid_slave_pos"
     assert MYSQL.applied_wait_sql() == "SELECT WAIT_FOR_EXECUTED_GTID_SET(%s, %s), @@GLOBAL.gtid_executed"
-    # The OpenTelemetry integration recognises a wait by the start the two statements share.
-    assert MARIADB.applied_wait_sql().startswith(MARIADB.wait_sql().split(",")[0])
+    # The OpenTelemetry integration recognises a wait by how its statement starts.
+    assert MARIADB.applied_wait_sql().startswith(otel._WAITS)
+    assert MYSQL.applied_wait_sql().startswith(otel._WAITS)
+
+
+def test_what_a_wait_read_is_parsed_whatever_the_driver_gave() -> None:
+    assert applied_position(MARIADB, "0-1-7,1-2-3") == parse_mariadb("0-1-7,1-2-3")
+    assert applied_position(MARIADB, b"0-1-7") == G7  # a driver that returns bytes
+    assert applied_position(MARIADB, "0-1-5", G9) == G9  # reached: at least the position waited for
+    assert applied_position(MARIADB, "0-1-9", G5) == G9
+    for unreadable in (None, "", "not a gtid", 7, b"\xff"):
+        assert applied_position(MARIADB, unreadable) == parse_mariadb("")
+        assert applied_position(MARIADB, unreadable, G7) == G7
+    uuid = "3e11fa47-71ca-11e1-9e33-c80aa9429562"
+    assert applied_position(MYSQL, f"{uuid}:1-5:7-9") == parse_mysql(f"{uuid}:1-5")  # gap-free only
 
 
 def test_a_proof_holds_for_the_view_it_refines_and_grows() -> None:
