@@ -204,7 +204,7 @@ def _check_breakdown(strategies: dict[str, Any]) -> None:
 
 
 def test_reads_by_reason_explain_where_reads_went(short_run: Run) -> None:
-    """Both replicas 2 s behind (max_lag 1 s): what kept session and causal reads on the primary."""
+    """Both replicas 3 s behind (max_lag 1 s): what kept session and causal reads on the primary."""
     strategies = short_run.report["strategies"]
     _check_breakdown(strategies)
     for name in ("session", "causal"):
@@ -250,7 +250,7 @@ def test_table_lists_strategies_then_replicas(short_run: Run) -> None:
         assert int(cells[len(counts)]) == strategies[name]["causal_waits"]["count"]
     replica_header = next(i for i, line in enumerate(lines) if line.startswith("replica "))
     assert lines[replica_header].split() == ["replica", "lag_p50_ms", "lag_p99_ms", "lag_max_ms", "excluded"]
-    assert "injections: replica1 delayed 2 s; replica2 delayed 2 s" in short_run.proc.stdout
+    assert "injections: replica1 delayed 3 s; replica2 delayed 3 s" in short_run.proc.stdout
 
 
 def test_naive_routing_reads_its_own_writes_stale(short_run: Run) -> None:
@@ -277,7 +277,7 @@ def test_injected_delay_shows_in_the_lag_figures(short_run: Run) -> None:
         assert lag["p99"] is not None and lag["p99"] >= 1000, name
         assert lag["max"] >= lag["p99"] >= lag["p50"]
     injections = short_run.report["config"]["injections"]
-    assert {(i["replica"], i["seconds"]) for i in injections} == {("replica1", 2), ("replica2", 2)}
+    assert {(i["replica"], i["seconds"]) for i in injections} == {("replica1", 3), ("replica2", 3)}
 
 
 def test_plot_is_drawn_or_the_extra_is_named(short_run: Run, tmp_path: Path) -> None:
