@@ -5,6 +5,7 @@ No servers: the monitor is never started; its views are published by hand.
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 
 from rwsplit.balancer import RoundRobinBalancer
@@ -140,10 +141,10 @@ def test_a_causal_read_skips_its_wait_where_another_sessions_wait_proved_the_pos
 def test_a_proof_never_makes_an_ineligible_replica_serve() -> None:
     monitor = _monitor()
     router = _router(monitor)
+    monitor._publish(replace(_seen("r1", G5), measured_at=time.time() - 3600))  # its reading went stale
     r1 = monitor.snapshot().by_name["r1"]
     monitor.applied(r1, G9)
-    monitor._states["r1"] = replace(r1, lag=30.0)  # too far behind, with its proof's view unchanged
-    monitor._snapshot = monitor._build_snapshot()
+    assert monitor.applied_covers(monitor.snapshot().by_name["r1"], G9)  # the proof stands, r1 is out
     state = ConsistencyState("causal", 1.0)
     state.advance(G7)
     decision = router.causal_replica(state, 1.0, state.required(), "read")
