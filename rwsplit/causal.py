@@ -33,7 +33,6 @@ __all__ = [
     "applied_position",
     "install_commit_capture",
     "wait_and_read_applied",
-    "wait_for_position",
 ]
 
 _capture_requested: ContextVar[bool] = ContextVar("rwsplit_capture_gtid", default=False)
@@ -189,11 +188,6 @@ def _wait_statement(sql: str) -> TextClause:
     """The wait as a ``text()`` with bound parameters (each dialect renders its paramstyle), made once:
     SQLAlchemy then finds it compiled in its cache."""
     return text(sql)
-
-
-def wait_for_position(connection: Connection, flavor: Flavor, position: Position, timeout: float) -> bool:
-    """Wait at most ``timeout`` seconds on a replica connection until it applied ``position``."""
-    return wait_and_read_applied(connection, flavor, position, timeout)[0]
 
 
 def wait_and_read_applied(

@@ -13,7 +13,7 @@ from helpers import FAST, unique, with_driver
 from models import Item
 
 import rwsplit
-from rwsplit.causal import request_capture, take_captured, wait_and_read_applied, wait_for_position
+from rwsplit.causal import request_capture, take_captured, wait_and_read_applied
 from rwsplit.flavor import MARIADB
 from rwsplit.sandbox import Sandbox
 from rwsplit.testing import ConsistencyLoad, create_table
@@ -145,10 +145,10 @@ def test_the_causal_wait_answers_reached_or_timed_out(make: Callable[..., Any], 
     far = MARIADB.parse_position(",".join(f"{d}-1-{n + 10**6}" for d, n in have.seqs.items()))
     with eng.replicas[0].connect() as conn:
         started = time.monotonic()
-        assert wait_for_position(conn, MARIADB, have, 5.0) is True
+        assert wait_and_read_applied(conn, MARIADB, have, 5.0)[0] is True
         assert time.monotonic() - started < 2.0
         started = time.monotonic()
-        assert wait_for_position(conn, MARIADB, far, 0.3) is False
+        assert wait_and_read_applied(conn, MARIADB, far, 0.3)[0] is False
         assert time.monotonic() - started >= 0.25
         assert conn.exec_driver_sql("SELECT 1").scalar() == 1  # the connection is still usable
 
@@ -183,6 +183,6 @@ def test_a_wait_on_a_killed_connection_raises_like_sqlalchemy(
         with sandbox.connect("replica1") as admin, admin.cursor() as cur:
             cur.execute(f"KILL CONNECTION {int(own)}")
         with pytest.raises(sa.exc.DBAPIError) as err:
-            wait_for_position(conn, MARIADB, have, 1.0)
+            wait_and_read_applied(conn, MARIADB, have, 1.0)
         assert err.value.connection_invalidated
         assert conn.invalidated
