@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import re
+import time
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import TextClause, text
 from sqlalchemy.engine import Connection, Engine
 
 from .compat import wrap_dialect
+from .failover import wait_not_reached
 from .flavor import MARIADB, MYSQL, Flavor
 from .gtid import Position
 from .session_track import commit_tracker
@@ -31,7 +34,9 @@ __all__ = [
     "ConsistencyScope",
     "current_scope",
     "applied_position",
+    "arm_wait",
     "install_commit_capture",
+    "install_wait_with_read",
     "wait_and_read_applied",
 ]
 
@@ -215,3 +220,71 @@ def applied_position(flavor: Flavor, value: object, reached: Position | None = N
     except ValueError:
         applied = Position()
     return applied if reached is None else applied.merge(reached)
+
+
+# ------------------------------------------------------------------ a wait sent with the read
+_ARMED = "_rwsplit_armed_wait"  # attribute of the SQLAlchemy Connection whose next statement waits
+_PREFIXABLE = re.compile(r"\s*(?:SELECT|WITH|\()", re.IGNORECASE).match  # what SET STATEMENT … FOR takes
+
+
+class _ArmedWait(NamedTuple):
+    prefix: str  # Flavor.wait_prefix
+    done: Callable[[float, bool], None]  # (seconds, reached), once the statement ended either way
+
+
+def arm_wait(connection: Connection, prefix: str, done: Callable[[float, bool], None]) -> None:
+    """Make the next statement on ``connection`` (a replica's) wait first, in the same round trip.
+
+    ``prefix`` is :meth:`Flavor.wait_prefix`; ``done(seconds, reached)`` is told how it ended. The
+    wait is kept on that Connection object only, so one never made (an error before the read)
+    ends with it, or waits before the same session's next read there, which needs it as much.
+    """
+    setattr(connection, _ARMED, _ArmedWait(prefix, done))
+
+
+def _with_wait(cursor: Any, statement: str, armed: _ArmedWait, run: Callable[[str], Any]) -> Any:
+    """Run ``run(statement)`` after ``armed``'s wait: as one statement when the server takes it
+    (a SELECT), else as a wait of its own on the same cursor first."""
+    started = time.perf_counter()
+    try:
+        if _PREFIXABLE(statement):
+            result = run(armed.prefix + statement)
+        else:  # SHOW, DESCRIBE, a leading comment …: SET STATEMENT … FOR cannot carry it
+            cursor.execute(armed.prefix + "SELECT 1")
+            cursor.fetchall()
+            result = run(statement)
+    except Exception as exc:
+        if wait_not_reached(exc):
+            armed.done(time.perf_counter() - started, False)
+        raise
+    armed.done(time.perf_counter() - started, True)
+    return result
+
+
+def install_wait_with_read(engine: Engine) -> None:
+    """Let a replica engine's statements carry a wait armed by :func:`arm_wait`.
+
+    The dialect's ``do_execute``/``do_execute_no_params`` are wrapped (a dialect event would be
+    dispatched on every statement); what events, ``echo`` and tracing see is the read as written.
+    """
+
+    def carrying(execute: Callable[..., Any]) -> Callable[..., Any]:
+        def do_execute(cursor: Any, statement: str, parameters: Any, context: Any = None) -> Any:
+            armed = context.root_connection.__dict__.pop(_ARMED, None) if context is not None else None
+            if armed is None:
+                return execute(cursor, statement, parameters, context)
+            return _with_wait(cursor, statement, armed, lambda sql: execute(cursor, sql, parameters, context))
+
+        return do_execute
+
+    def carrying_no_params(execute: Callable[..., Any]) -> Callable[..., Any]:
+        def do_execute_no_params(cursor: Any, statement: str, context: Any = None) -> Any:
+            armed = context.root_connection.__dict__.pop(_ARMED, None) if context is not None else None
+            if armed is None:
+                return execute(cursor, statement, context)
+            return _with_wait(cursor, statement, armed, lambda sql: execute(cursor, sql, context))
+
+        return do_execute_no_params
+
+    wrap_dialect(engine, "do_execute", carrying)
+    wrap_dialect(engine, "do_execute_no_params", carrying_no_params)

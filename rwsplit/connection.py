@@ -231,6 +231,7 @@ class RoutingConnection(ConnectionEventsTarget):
                 decision,
                 lambda: self._replica_connection(decision.target),
                 lambda _: self._drop_replica(),
+                with_read=True,
             )
         self.last_target = decision.target
         self.engine._observer.routed(decision, statement)

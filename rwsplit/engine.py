@@ -32,7 +32,7 @@ from .build import (
     ping_when_idle,
     server_spec,
 )
-from .causal import install_commit_capture, wait_and_read_applied
+from .causal import arm_wait, install_commit_capture, install_wait_with_read, wait_and_read_applied
 from .classifier import PRIMARY
 from .connection import RoutingConnection
 from .consistency_state import ConsistencyState, allow_pin_window
@@ -52,7 +52,7 @@ from .monitor import LAG_SOURCES, Monitor
 from .observe import Observer, Stats
 from .policy import READ_YOUR_WRITES, RoutingPolicy
 from .router import Decision, Router
-from .state import ServerReport
+from .state import ServerReport, ServerState
 from .tokens import TokenCodec, token_keys
 from .urls import cluster_key, coerce_servers, mask_key, mask_url
 
@@ -107,6 +107,7 @@ class RoutingEngine(EngineSurface):
         self._engines: dict[str, Engine] = {PRIMARY: primary, **self._replicas}
         self._disposed = False
         self._observer = observer
+        self._read_waits: dict[str, Decision] = {}  # replica -> its "the read waits there" decision
         self._tokens = TokenCodec(
             cluster,
             token_keys,
@@ -226,11 +227,27 @@ class RoutingEngine(EngineSurface):
         decision: Decision,
         connect: Callable[[], Connection],
         forget: Callable[[str], None],
+        *,
+        with_read: bool = False,
     ) -> Decision:
-        """Run a causal decision's bounded wait on its replica; the primary if it is not reached."""
+        """Run a causal decision's bounded wait on its replica; the primary if it is not reached.
+
+        ``with_read``: the caller runs the read on ``connect()``'s Connection next, so where the
+        server can (:meth:`Flavor.wait_prefix`) the wait goes with that read, in one round trip;
+        if it times out the read fails unrun (:func:`~rwsplit.causal.wait_not_reached`) and
+        :func:`~rwsplit.failover.recover_read` runs it on the primary.
+        """
         target, position = decision.target, decision.wait_for
         assert position is not None
         since = self.monitor.snapshot().by_name.get(target)  # the view a proof of this wait refines
+        prefix = self._flavor.wait_prefix(position, self.policy.causal_timeout) if with_read else None
+        if prefix is not None:
+
+            def done(seconds: float, reached: bool) -> None:
+                self._waited(state, target, position, since, seconds, position if reached else None)
+
+            arm_wait(connect(), prefix, done)
+            return self._read_waits.get(target) or self._read_wait_decision(target)
         started = time.perf_counter()
         try:
             reached, applied = wait_and_read_applied(
@@ -244,22 +261,42 @@ class RoutingEngine(EngineSurface):
             replica_failed(self, state, target, exc, forget)
             reached, applied = False, Position()
         waited = time.perf_counter() - started
-        if since is not None:
-            self.monitor.applied(since, applied)
-        self._observer.waited(target, waited, reached)
+        self._waited(state, target, position, since, waited, applied if reached else None)
         if not reached:
-            state.drop_replica()
-            state.give_up(position)
             return Decision(
                 PRIMARY,
                 f"causal: {target} did not reach the position in {waited * 1000:.0f} ms",
                 fallback=True,
                 kind="fallback",
             )
+        return Decision(target, f"causal: waited {waited * 1000:.0f} ms on {target}", kind="causal")
+
+    def _read_wait_decision(self, target: str) -> Decision:
+        decision = Decision(target, f"causal: the read waits on {target}", kind="causal")
+        self._read_waits[target] = decision
+        return decision
+
+    def _waited(
+        self,
+        state: ConsistencyState,
+        target: str,
+        position: Position,
+        since: ServerState | None,
+        seconds: float,
+        applied: Position | None,
+    ) -> None:
+        """A causal wait on ``target`` ended: ``applied`` what it proved the replica has (None: it
+        did not reach ``position``). The state, the monitor's proofs and the stats learn it."""
+        if since is not None:
+            self.monitor.applied(since, applied or Position())
+        self._observer.waited(target, seconds, applied is not None)
+        if applied is None:
+            state.drop_replica()
+            state.give_up(position)
+            return
         state.confirm(target, position)  # only what it waited for: kept for the session's life
         state.advance(position)
         state.use_replica(target)
-        return Decision(target, f"causal: waited {waited * 1000:.0f} ms on {target}", kind="causal")
 
     def connect(
         self, *, max_lag: float | None = None, read_your_writes: str | None = None, after: str | None = None
@@ -545,6 +582,7 @@ def create_engine(
         no_transaction_control(autocommit_engine)
     for replica_engine in replica_engines.values():
         mark_connect_errors(replica_engine, float(connect_args.get("read_timeout") or 60.0))
+        install_wait_with_read(replica_engine)
 
     monitor = Monitor(
         server_spec(PRIMARY, "primary", primary_url, monitor_user, monitor_password, ssl),

@@ -24,6 +24,7 @@ from .classifier import PRIMARY
 from .compat import wrap_dialect
 from .drivers import error_message, error_number
 from .errors import PrimaryUnavailable, describe_error
+from .flavor import WAIT_NOT_REACHED
 
 if TYPE_CHECKING:
     from .consistency_state import ConsistencyState
@@ -38,6 +39,7 @@ RETRIED_ON_PRIMARY = "replica read failed; retried on the primary"  # the hint o
 # lost connection reading, disconnected for inactivity (MySQL 8).
 _CONNECTION_ERRNOS = frozenset({1053, 1927, 2002, 2003, 2006, 2013, 2055, 4031})
 _LOST_CONNECTION = 2013  # CR_SERVER_LOST: also what every driver raises when read_timeout expires
+_ER_WRONG_VALUE_FOR_VAR = 1231  # what a timed-out wait sent with its read fails with (Flavor.wait_prefix)
 _AT_CONNECT = "_rwsplit_at_connect"  # set on a driver error raised while opening a replica connection
 _ELAPSED = "_rwsplit_elapsed"  # set on a driver error raised by a replica statement: its seconds
 _READ_TIMEOUTS: weakref.WeakKeyDictionary[Engine, float] = weakref.WeakKeyDictionary()
@@ -266,6 +268,12 @@ def _replica_out(
     return out
 
 
+def wait_not_reached(error: BaseException) -> bool:
+    """Whether a statement failed because the causal wait sent with it timed out
+    (:func:`rwsplit.causal.arm_wait`): the read did not run, so it is safe to run elsewhere."""
+    return error_number(error) == _ER_WRONG_VALUE_FOR_VAR and WAIT_NOT_REACHED in error_message(error)
+
+
 def recover_read(
     engine: RoutingEngine,
     state: ConsistencyState,
@@ -280,7 +288,17 @@ def recover_read(
     primary); ``last_target()`` says where the last attempt went; ``forget(name)`` drops that
     replica's dead connection. Other replicas are tried within ``Retry.replica_attempts``/
     ``replica_timeout``, then the primary. Nothing that failed on the primary is re-sent.
+
+    A read whose causal wait went with it and timed out did not run: the state gave that position
+    up, so routed afresh it goes where the position is known applied, else to the primary.
     """
+    if wait_not_reached(error):
+        try:
+            return attempt(None)
+        except DBAPIError as again:
+            if wait_not_reached(again):  # a later position to wait for meanwhile: no second wait
+                return attempt(RETRIED_ON_PRIMARY)
+            return recover_read(engine, state, again, attempt, last_target, forget)
     if not _replica_out(engine, state, error, last_target, forget):
         raise error
     retry = engine.policy.retry

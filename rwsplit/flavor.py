@@ -13,7 +13,10 @@ from typing import Any
 
 from .gtid import Position, parse_mariadb, parse_mysql
 
-__all__ = ["Flavor", "MARIADB", "MYSQL", "flavor_named", "flavor_of", "replica_status"]
+__all__ = ["Flavor", "MARIADB", "MYSQL", "WAIT_NOT_REACHED", "flavor_named", "flavor_of", "replica_status"]
+
+# The value a piggybacked wait (Flavor.wait_prefix) fails to set when its position was not reached.
+WAIT_NOT_REACHED = "RWSPLIT_CAUSAL_WAIT_NOT_REACHED"
 
 
 def _first(status: Mapping[str, Any], *names: str) -> Any:
@@ -33,6 +36,9 @@ class Flavor:
     wait_function: str  # f(position, timeout) -> 0 when reached
     status_sql: str
     admin_words: Sequence[tuple[str, str]]  # MariaDB spelling -> this flavour's spelling
+    # Put before a read so that the same statement first waits (``{position}``, ``{timeout}``);
+    # None where the server has no such form. See :meth:`wait_prefix`.
+    wait_prefix_sql: str | None = None
 
     def position_variable(self, role: str) -> str:
         """The global variable holding a server's position: what a primary wrote, what a replica applied."""
@@ -59,6 +65,18 @@ class Flavor:
         applied once the statement returns: a replica's applied position only grows.
         """
         return f"{self.wait_sql(position, timeout)}, @@GLOBAL.{self.position_variable('replica')}"
+
+    def wait_prefix(self, position: Position, timeout: float) -> str | None:
+        """SQL that makes the read written after it wait first for ``position`` (at most
+        ``timeout`` s), in the same statement and round trip; None where the server cannot.
+
+        MariaDB's ``SET STATEMENT … FOR``: the read runs only once the position is applied, else the
+        statement fails with :data:`WAIT_NOT_REACHED` in its message (error 1231) and nothing ran.
+        The position is rendered from its numbers, so the text holds no quote, ``%`` or ``?``.
+        """
+        if self.wait_prefix_sql is None or not position:
+            return None
+        return self.wait_prefix_sql.format(position=position, timeout=timeout)
 
     def admin(self, statement: str) -> str:
         """A replication admin statement written the MariaDB way (``STOP SLAVE`` …) in this flavour."""
@@ -94,6 +112,12 @@ MARIADB = Flavor(
     wait_function="MASTER_GTID_WAIT",
     status_sql="SHOW SLAVE STATUS",
     admin_words=(),
+    # sql_mode keeps its value when the wait returns 0; any other result (-1: timed out, NULL)
+    # sets a value no sql_mode accepts, which fails the statement before the read runs.
+    wait_prefix_sql=(
+        "SET STATEMENT sql_mode = IF(MASTER_GTID_WAIT('{position}', {timeout:.6f}) = 0, @@sql_mode, "
+        f"'{WAIT_NOT_REACHED}') FOR "
+    ),
 )
 
 MYSQL = Flavor(

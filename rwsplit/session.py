@@ -170,6 +170,7 @@ class RoutingSession(Session):
                 decision,
                 lambda: self.connection(bind_arguments={"bind": replica}),
                 lambda _: _forget_connection(self, replica),
+                with_read=True,
             )
             target = decision.target
         self._rwsplit_target = target

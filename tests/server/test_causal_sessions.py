@@ -8,7 +8,9 @@ from models import Item
 from sqlalchemy import select, text
 
 import rwsplit
+import rwsplit.causal
 import rwsplit.engine
+import rwsplit.flavor
 
 
 def test_releasing_a_savepoint_does_not_pin_a_causal_session(make_engine) -> None:
@@ -92,27 +94,46 @@ def test_a_wait_one_session_ran_spares_another_session_its_own(make_engine) -> N
     assert a_read in REPLICAS and b_read == a_read
 
 
+def _wait_on_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Causal waits run as statements of their own, as on a server without ``SET STATEMENT``."""
+    monkeypatch.setattr(rwsplit.flavor.Flavor, "wait_prefix", lambda self, position, timeout: None)
+
+
+@pytest.mark.parametrize("wait", ["with the read", "on its own"])
 def test_a_wait_during_which_its_replica_was_probed_proves_nothing_for_others(
-    make_engine, monkeypatch: pytest.MonkeyPatch
+    make_engine, monkeypatch: pytest.MonkeyPatch, wait: str
 ) -> None:
     """A probe that lands while a wait runs replaces the view the wait's proof would refine: the
     proof is dropped, and the other session waits for itself."""
     eng = make_engine(read_your_writes="causal", causal_timeout=5.0, monitor_interval=60)
-    real = rwsplit.engine.wait_and_read_applied
+    module, name = (
+        (rwsplit.causal, "_with_wait")
+        if wait == "with the read"
+        else (rwsplit.engine, "wait_and_read_applied")
+    )
+    if wait == "on its own":
+        _wait_on_its_own(monkeypatch)
+    real = getattr(module, name)
 
     def probed_meanwhile(*args: object) -> object:
-        answer = real(*args)  # type: ignore[arg-type]
-        for name in REPLICAS:  # as a probe would: a new view of each replica, the same readings
-            eng.monitor._publish(eng.monitor.snapshot().by_name[name])
+        answer = real(*args)
+        for replica in REPLICAS:  # as a probe would: a new view of each replica, the same readings
+            eng.monitor._publish(eng.monitor.snapshot().by_name[replica])
         return answer
 
-    monkeypatch.setattr(rwsplit.engine, "wait_and_read_applied", probed_meanwhile)
+    monkeypatch.setattr(module, name, probed_meanwhile)
     assert _two_commits_read_back(eng)[:2] == (1, 2)
 
 
-def test_a_sessions_own_wait_confirms_only_the_position_it_waited_for(make_engine, caught_up) -> None:
-    """What the replica had applied besides is shared until the next probe, not kept by the session
-    (its confirmations last as long as it does)."""
+@pytest.mark.parametrize("wait", ["with the read", "on its own"])
+def test_a_sessions_own_wait_confirms_only_the_position_it_waited_for(
+    make_engine, caught_up, monkeypatch: pytest.MonkeyPatch, wait: str
+) -> None:
+    """A session keeps only the position it waited for (its confirmations last as long as it does).
+    A wait on its own also reads what the replica had applied besides: that is shared until the
+    next probe. A wait sent with the read proves only its own position."""
+    if wait == "on its own":
+        _wait_on_its_own(monkeypatch)
     eng = make_engine(read_your_writes="causal", causal_timeout=5.0, monitor_interval=60)
     make = rwsplit.sessionmaker(eng)
     mine, later = unique(), unique()
@@ -128,4 +149,6 @@ def test_a_sessions_own_wait_confirms_only_the_position_it_waited_for(make_engin
         assert a.rwsplit_state.confirmed_covers(replica, a.rwsplit_state.position)
         assert not a.rwsplit_state.confirmed_covers(replica, b.rwsplit_state.position)
         view = eng.monitor.snapshot().by_name[replica]
-        assert eng.monitor.applied_covers(view, b.rwsplit_state.position)  # shared, until a probe
+        assert eng.monitor.applied_covers(view, a.rwsplit_state.position)
+        # shared until a probe, where the wait read it
+        assert eng.monitor.applied_covers(view, b.rwsplit_state.position) is (wait == "on its own")

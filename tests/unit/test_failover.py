@@ -25,6 +25,7 @@ from rwsplit.failover import (
     at_connect,
     is_connection_error,
     retrying_connect,
+    wait_not_reached,
 )
 
 PW = "s3cr3t-PW"
@@ -183,3 +184,51 @@ def test_async_primary_connects_back_off_without_blocking_the_event_loop() -> No
     ticks, took = asyncio.run(main())
     assert took >= 0.65
     assert ticks >= 30, f"the event loop ran {ticks} times in {took:.2f} s of backoff"
+
+
+_NOT_REACHED = "Variable 'sql_mode' can't be set to the value of 'RWSPLIT_CAUSAL_WAIT_NOT_REACHED'"
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        pymysql.err.OperationalError(1231, _NOT_REACHED),
+        MySQLdb.OperationalError(1231, _NOT_REACHED),
+        _mariadb(mariadb.OperationalError, 1231, _NOT_REACHED),
+        asyncmy.errors.OperationalError(1231, _NOT_REACHED),
+    ],
+    ids=lambda e: f"{type(e).__module__}.{type(e).__name__}",
+)
+def test_a_timed_out_wait_sent_with_its_read_is_told_from_every_driver(exc: BaseException) -> None:
+    assert wait_not_reached(exc)
+    assert wait_not_reached(sa.exc.OperationalError("SET STATEMENT …", None, exc))  # type: ignore[arg-type]
+    assert not is_connection_error(exc)
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        pymysql.err.OperationalError(1231, "Variable 'sql_mode' can't be set to the value of 'NOPE'"),
+        pymysql.err.OperationalError(1064, f"near '{_NOT_REACHED}'"),  # the word, another error
+        ValueError(_NOT_REACHED),
+        *STATEMENT_ERRORS,
+        *CONNECTION_ERRORS,
+    ],
+    ids=lambda e: f"{type(e).__module__}.{type(e).__name__}",
+)
+def test_other_errors_are_not_a_timed_out_wait(exc: BaseException) -> None:
+    assert not wait_not_reached(exc)
+
+
+def test_the_wait_sent_with_a_read_is_rendered_from_the_positions_numbers() -> None:
+    from rwsplit.flavor import MARIADB, MYSQL, WAIT_NOT_REACHED
+    from rwsplit.gtid import parse_mariadb
+
+    prefix = MARIADB.wait_prefix(parse_mariadb("1-2-7, 0-1-5"), 0.05)
+    assert prefix == (
+        "SET STATEMENT sql_mode = IF(MASTER_GTID_WAIT('0-1-5,1-2-7', 0.050000) = 0, @@sql_mode, "
+        f"'{WAIT_NOT_REACHED}') FOR "
+    )
+    assert MARIADB.wait_prefix(parse_mariadb(""), 1) is None  # nothing to wait for
+    assert MYSQL.wait_prefix(parse_mariadb("0-1-5"), 1) is None  # MySQL has no SET STATEMENT
+    assert "%" not in prefix and "?" not in prefix  # safe before any driver's paramstyle
