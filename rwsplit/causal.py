@@ -242,12 +242,14 @@ def arm_wait(connection: Connection, prefix: str, done: Callable[[float, bool], 
     setattr(connection, _ARMED, _ArmedWait(prefix, done))
 
 
-def _with_wait(cursor: Any, statement: str, armed: _ArmedWait, run: Callable[[str], Any]) -> Any:
+def _with_wait(
+    cursor: Any, statement: str, armed: _ArmedWait, run: Callable[[str], Any], *, alone: bool = False
+) -> Any:
     """Run ``run(statement)`` after ``armed``'s wait: as one statement when the server takes it
-    (a SELECT), else as a wait of its own on the same cursor first."""
+    (a SELECT), else (or ``alone``: an executemany) as a wait of its own on the same cursor first."""
     started = time.perf_counter()
     try:
-        if _PREFIXABLE(statement):
+        if not alone and _PREFIXABLE(statement):
             result = run(armed.prefix + statement)
         else:  # SHOW, DESCRIBE, a leading comment …: SET STATEMENT … FOR cannot carry it
             cursor.execute(armed.prefix + "SELECT 1")
@@ -261,30 +263,33 @@ def _with_wait(cursor: Any, statement: str, armed: _ArmedWait, run: Callable[[st
     return result
 
 
+def _carrying(alone: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A dialect ``do_execute*`` wrapper that runs a wait armed on the statement's Connection first
+    (``alone``: always as a statement of its own)."""
+
+    def wrap(execute: Callable[..., Any]) -> Callable[..., Any]:
+        def carried(cursor: Any, statement: str, *rest: Any, **kw: Any) -> Any:
+            context = kw.get("context", rest[-1] if rest else None)
+            connection = getattr(context, "root_connection", None)
+            armed = connection.__dict__.pop(_ARMED, None) if connection is not None else None
+            if armed is None:
+                return execute(cursor, statement, *rest, **kw)
+            return _with_wait(
+                cursor, statement, armed, lambda sql: execute(cursor, sql, *rest, **kw), alone=alone
+            )
+
+        return carried
+
+    return wrap
+
+
 def install_wait_with_read(engine: Engine) -> None:
     """Let a replica engine's statements carry a wait armed by :func:`arm_wait`.
 
-    The dialect's ``do_execute``/``do_execute_no_params`` are wrapped (a dialect event would be
-    dispatched on every statement); what events, ``echo`` and tracing see is the read as written.
+    The dialect's ``do_execute``, ``do_execute_no_params`` and ``do_executemany`` are wrapped (a
+    dialect event would be dispatched on every statement); events, ``echo`` and tracing see the
+    statement as written.
     """
-
-    def carrying(execute: Callable[..., Any]) -> Callable[..., Any]:
-        def do_execute(cursor: Any, statement: str, parameters: Any, context: Any = None) -> Any:
-            armed = context.root_connection.__dict__.pop(_ARMED, None) if context is not None else None
-            if armed is None:
-                return execute(cursor, statement, parameters, context)
-            return _with_wait(cursor, statement, armed, lambda sql: execute(cursor, sql, parameters, context))
-
-        return do_execute
-
-    def carrying_no_params(execute: Callable[..., Any]) -> Callable[..., Any]:
-        def do_execute_no_params(cursor: Any, statement: str, context: Any = None) -> Any:
-            armed = context.root_connection.__dict__.pop(_ARMED, None) if context is not None else None
-            if armed is None:
-                return execute(cursor, statement, context)
-            return _with_wait(cursor, statement, armed, lambda sql: execute(cursor, sql, context))
-
-        return do_execute_no_params
-
-    wrap_dialect(engine, "do_execute", carrying)
-    wrap_dialect(engine, "do_execute_no_params", carrying_no_params)
+    wrap_dialect(engine, "do_execute", _carrying(alone=False))
+    wrap_dialect(engine, "do_execute_no_params", _carrying(alone=False))
+    wrap_dialect(engine, "do_executemany", _carrying(alone=True))

@@ -108,6 +108,7 @@ class RoutingEngine(EngineSurface):
         self._disposed = False
         self._observer = observer
         self._read_waits: dict[str, Decision] = {}  # replica -> its "the read waits there" decision
+        self._waits_with_read = False  # create_engine: whether causal waits may go with their reads
         self._tokens = TokenCodec(
             cluster,
             token_keys,
@@ -240,18 +241,22 @@ class RoutingEngine(EngineSurface):
         target, position = decision.target, decision.wait_for
         assert position is not None
         since = self.monitor.snapshot().by_name.get(target)  # the view a proof of this wait refines
-        prefix = self._flavor.wait_prefix(position, self.policy.causal_timeout) if with_read else None
-        if prefix is not None:
-
-            def done(seconds: float, reached: bool) -> None:
-                self._waited(state, target, position, since, seconds, position if reached else None)
-
-            arm_wait(connect(), prefix, done)
-            return self._read_waits.get(target) or self._read_wait_decision(target)
         started = time.perf_counter()
         try:
+            connection = connect()
+            prefix = self._wait_prefix(position) if with_read else None
+            if prefix is not None:
+                armed = self._read_waits.get(target) or self._read_wait_decision(target)
+
+                def done(seconds: float, reached: bool) -> None:
+                    if not reached:  # the read runs again, routed afresh: it counts there, not here
+                        self._observer.unrouted(armed)
+                    self._waited(state, target, position, since, seconds, position if reached else None)
+
+                arm_wait(connection, prefix, done)
+                return armed
             reached, applied = wait_and_read_applied(
-                connect(), self._flavor, position, self.policy.causal_timeout
+                connection, self._flavor, position, self.policy.causal_timeout
             )
         except DBAPIError as exc:
             if not is_connection_error(exc):
@@ -270,6 +275,14 @@ class RoutingEngine(EngineSurface):
                 kind="fallback",
             )
         return Decision(target, f"causal: waited {waited * 1000:.0f} ms on {target}", kind="causal")
+
+    def _wait_prefix(self, position: Position) -> str | None:
+        """What sends a causal wait with its read (:meth:`Flavor.wait_prefix`), where this engine
+        may: its replica engines carry such waits, and ``causal_timeout`` is at most a tenth of
+        the driver's ``read_timeout``, which then bounds the wait and the read together."""
+        if not self._waits_with_read:
+            return None
+        return self._flavor.wait_prefix(position, self.policy.causal_timeout)
 
     def _read_wait_decision(self, target: str) -> Decision:
         decision = Decision(target, f"causal: the read waits on {target}", kind="causal")
@@ -580,9 +593,10 @@ def create_engine(
     retrying_connect(primary_reads, policy.retry, mask_url(primary_url))
     for autocommit_engine in (primary_reads, *replica_engines.values()):
         no_transaction_control(autocommit_engine)
+    read_timeout = float(connect_args.get("read_timeout") or 60.0)
     for replica_engine in replica_engines.values():
-        mark_connect_errors(replica_engine, float(connect_args.get("read_timeout") or 60.0))
-        install_wait_with_read(replica_engine)
+        install_wait_with_read(replica_engine)  # inside the timing below: it times the wait too
+        mark_connect_errors(replica_engine, read_timeout)
 
     monitor = Monitor(
         server_spec(PRIMARY, "primary", primary_url, monitor_user, monitor_password, ssl),
@@ -608,6 +622,7 @@ def create_engine(
     engine = RoutingEngine(
         primary, replica_engines, monitor, router, urls, token_cluster, primary_reads, observer, keys
     )
+    engine._waits_with_read = policy.causal_timeout * 10 <= read_timeout
     _ENGINES.add(engine)
     monitor.start(wait=True)
     log.info("routing engine started: %r", engine)

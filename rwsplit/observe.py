@@ -179,6 +179,13 @@ class Observer:
         if self._listening or (_debug_cache.get(_DEBUG) is not False and _logging_debug(_DEBUG)):
             self._emit(decision, statement)
 
+    def unrouted(self, decision: Decision) -> None:
+        """Take back one :meth:`routed` count of this thread: the statement did not run there
+        (a causal wait sent with it timed out) and runs again, routed afresh."""
+        targets, kinds = self._local.counts
+        targets[decision.target] -= 1
+        kinds[decision.kind] -= 1
+
     def _register(self) -> _Counts:
         counts: _Counts = (defaultdict(int), defaultdict(int))
         with self._lock:

@@ -115,8 +115,8 @@ def test_a_wait_during_which_its_replica_was_probed_proves_nothing_for_others(
         _wait_on_its_own(monkeypatch)
     real = getattr(module, name)
 
-    def probed_meanwhile(*args: object) -> object:
-        answer = real(*args)
+    def probed_meanwhile(*args: object, **kw: object) -> object:
+        answer = real(*args, **kw)
         for replica in REPLICAS:  # as a probe would: a new view of each replica, the same readings
             eng.monitor._publish(eng.monitor.snapshot().by_name[replica])
         return answer

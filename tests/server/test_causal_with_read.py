@@ -106,7 +106,12 @@ def test_a_read_whose_wait_times_out_runs_on_the_primary(make_engine, sandbox: S
         assert [w.reached for w in waits] == [False] and waits[0].seconds >= 0.25
         assert reasons[-2].startswith("causal: the read waits on replica")
         assert reasons[-1] == "causal: a wait for this position already timed out"
-        assert eng.stats().causal_waits.timeouts == 1
+        stats = eng.stats()
+        assert stats.causal_waits.timeouts == 1
+        # One read, counted once: where it ran (the primary), not also on the replica it failed on.
+        assert stats.kinds.get("causal", 0) == 0 and stats.kinds["fallback"] == 1
+        assert not any(stats.statements.get(r, 0) for r in REPLICAS)
+        assert stats.reads == 1 and stats.replica_reads == 0
         assert s.scalar(query) == name and s.last_target == "primary"
         assert len(waits) == 1  # one bounded wait per position
 
@@ -158,3 +163,59 @@ def test_a_failing_read_with_a_wait_raises_its_own_error(make_engine) -> None:
         s.rollback()
         assert s.scalar(select(sa.func.count()).select_from(Item)) >= 1  # the next read waits and runs
         assert [w.reached for w in waits] == [True]
+
+
+def test_a_replica_that_refuses_the_connection_for_the_wait_sends_the_read_to_the_primary(
+    make_engine, sandbox: Sandbox
+) -> None:
+    """Both replicas die unseen by the monitor (60 s probes): the connection the read and its wait
+    need is refused, the replica is marked down, and the read runs on the primary."""
+    eng = make_engine(read_your_writes="causal", causal_timeout=2.0, monitor_interval=60)
+    name = unique()
+    try:
+        for r in (1, 2):
+            sandbox.kill(r)
+        with rwsplit.sessionmaker(eng)() as s:
+            s.add(Item(name=name))
+            s.commit()
+            assert s.scalar(select(Item.name).where(Item.name == name)) == name
+            assert s.last_target == "primary"
+        assert not all(row.reachable for row in eng.status() if row.name in REPLICAS)
+        with eng.connect() as conn:  # the same from a Core connection
+            assert conn.execute(select(Item.name).where(Item.name == name)).scalar() == name
+    finally:
+        for r in (1, 2):
+            sandbox.start(r)
+        sandbox.wait_caught_up(timeout=60)
+
+
+def test_a_causal_timeout_near_the_read_timeout_keeps_the_wait_apart(make_engine, sandbox: Sandbox) -> None:
+    """With the wait sent along, ``read_timeout`` bounds the wait and the read together: only with
+    ``causal_timeout`` at most a tenth of it; beyond that the wait is a statement of its own."""
+    eng = make_engine(
+        read_your_writes="causal", causal_timeout=1.0, monitor_interval=60, connect_args={"read_timeout": 5}
+    )
+    seen = _seen(eng)
+    waits, reasons = _events(eng)
+    name = unique()
+    with rwsplit.sessionmaker(eng)() as s, _replicas_paused(sandbox, resume_after=0.4):
+        s.add(Item(name=name))
+        s.commit()
+        assert s.scalar(select(Item.name).where(Item.name == name)) == name
+        target = s.last_target
+        assert target in REPLICAS and reasons[-1].startswith("causal: waited ")
+        assert [w.reached for w in waits] == [True]
+        assert len(seen[target]) == 2 and "GTID_WAIT" in seen[target][0]
+
+
+def test_an_executemany_read_waits_before_it(make_engine, sandbox: Sandbox) -> None:
+    eng = make_engine(read_your_writes="causal", causal_timeout=5.0, monitor_interval=60)
+    waits, _ = _events(eng)
+    name = unique()
+    table = Item.__table__
+    with eng.connect() as conn, _replicas_paused(sandbox, resume_after=0.4):
+        conn.execute(sa.insert(table).values(name=name))
+        conn.commit()
+        conn.exec_driver_sql(f"SELECT name FROM {Item.__tablename__} WHERE name = %s", [(name,), (name,)])
+        assert conn.last_target in REPLICAS
+        assert [w.reached for w in waits] == [True] and waits[0].seconds >= 0.3
