@@ -51,6 +51,18 @@ def _seen(engine: rwsplit.RoutingEngine) -> dict[str, list[str]]:
     return seen
 
 
+def _read_own_write_late(session: rwsplit.RoutingSession, sandbox: Sandbox) -> Any:
+    """Commit a row while both replicas are paused (they resume 0.4 s later) and read it back in
+    ``session``; the query, to read it again."""
+    name = unique()
+    query = select(Item.name).where(Item.name == name)
+    with _replicas_paused(sandbox, resume_after=0.4):
+        session.add(Item(name=name))
+        session.commit()
+        assert session.scalar(query) == name
+    return query
+
+
 def _events(engine: rwsplit.RoutingEngine) -> tuple[list[rwsplit.CausalWait], list[str]]:
     waits: list[rwsplit.CausalWait] = []
     reasons: list[str] = []
@@ -75,19 +87,15 @@ def test_the_wait_goes_with_the_read_which_sees_the_commit(
     try:
         seen = _seen(eng)
         waits, reasons = _events(eng)
-        name = unique()
-        with rwsplit.sessionmaker(eng)() as s, _replicas_paused(sandbox, resume_after=0.4):
-            s.add(Item(name=name))
-            s.commit()
-            query = select(Item.name).where(Item.name == name)
-            assert s.scalar(query) == name
+        with rwsplit.sessionmaker(eng)() as s:
+            query = _read_own_write_late(s, sandbox)
             target = s.last_target
             assert target in REPLICAS
             assert reasons[-1] == f"causal: the read waits on {target}"
             assert [(w.replica, w.reached) for w in waits] == [(target, True)]
             assert waits[0].seconds >= 0.3
             assert len(seen[target]) == 1 and "GTID" not in seen[target][0]  # the read, as written
-            assert s.scalar(query) == name  # confirmed: no second wait
+            assert s.scalar(query) is not None  # confirmed: no second wait
             assert len(waits) == 1 and s.last_target == target
     finally:
         eng.dispose()
@@ -134,7 +142,9 @@ def test_a_statement_that_cannot_carry_the_wait_waits_just_before_it(make_engine
         assert seen[target] == [str(commented.compile(eng.primary)).replace(":n", "%(n)s")]
 
 
-def test_a_core_connection_sends_the_wait_with_its_read(make_engine, sandbox: Sandbox) -> None:
+@pytest.mark.parametrize("many", [False, True], ids=["execute", "executemany"])
+def test_a_core_connection_sends_the_wait_with_its_read(make_engine, sandbox: Sandbox, many: bool) -> None:
+    """An ``executemany`` read cannot carry it: its wait runs just before, unseen by events."""
     eng = make_engine(read_your_writes="causal", causal_timeout=5.0, monitor_interval=60)
     seen = _seen(eng)
     waits, reasons = _events(eng)
@@ -143,10 +153,14 @@ def test_a_core_connection_sends_the_wait_with_its_read(make_engine, sandbox: Sa
     with eng.connect() as conn, _replicas_paused(sandbox, resume_after=0.4):
         conn.execute(sa.insert(table).values(name=name))
         conn.commit()
-        assert conn.execute(select(table.c.name).where(table.c.name == name)).scalar() == name
+        if many:
+            conn.exec_driver_sql(f"SELECT name FROM {Item.__tablename__} WHERE name = %s", [(name,), (name,)])
+        else:
+            assert conn.execute(select(table.c.name).where(table.c.name == name)).scalar() == name
         target = conn.last_target
         assert target in REPLICAS and reasons[-1] == f"causal: the read waits on {target}"
-        assert [w.reached for w in waits] == [True] and len(seen[target]) == 1
+        assert [w.reached for w in waits] == [True] and waits[0].seconds >= 0.3
+        assert len(seen[target]) == 1
 
 
 def test_a_failing_read_with_a_wait_raises_its_own_error(make_engine) -> None:
@@ -197,25 +211,9 @@ def test_a_causal_timeout_near_the_read_timeout_keeps_the_wait_apart(make_engine
     )
     seen = _seen(eng)
     waits, reasons = _events(eng)
-    name = unique()
-    with rwsplit.sessionmaker(eng)() as s, _replicas_paused(sandbox, resume_after=0.4):
-        s.add(Item(name=name))
-        s.commit()
-        assert s.scalar(select(Item.name).where(Item.name == name)) == name
+    with rwsplit.sessionmaker(eng)() as s:
+        _read_own_write_late(s, sandbox)
         target = s.last_target
         assert target in REPLICAS and reasons[-1].startswith("causal: waited ")
         assert [w.reached for w in waits] == [True]
         assert len(seen[target]) == 2 and "GTID_WAIT" in seen[target][0]
-
-
-def test_an_executemany_read_waits_before_it(make_engine, sandbox: Sandbox) -> None:
-    eng = make_engine(read_your_writes="causal", causal_timeout=5.0, monitor_interval=60)
-    waits, _ = _events(eng)
-    name = unique()
-    table = Item.__table__
-    with eng.connect() as conn, _replicas_paused(sandbox, resume_after=0.4):
-        conn.execute(sa.insert(table).values(name=name))
-        conn.commit()
-        conn.exec_driver_sql(f"SELECT name FROM {Item.__tablename__} WHERE name = %s", [(name,), (name,)])
-        assert conn.last_target in REPLICAS
-        assert [w.reached for w in waits] == [True] and waits[0].seconds >= 0.3
