@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -35,10 +36,13 @@ __all__ = [
     "current_scope",
     "applied_position",
     "arm_wait",
+    "disarm",
     "install_commit_capture",
     "install_wait_with_read",
     "wait_and_read_applied",
 ]
+
+log = logging.getLogger("rwsplit")
 
 _capture_requested: ContextVar[bool] = ContextVar("rwsplit_capture_gtid", default=False)
 _captured: ContextVar[str | None] = ContextVar("rwsplit_captured_gtid", default=None)
@@ -229,17 +233,23 @@ _PREFIXABLE = re.compile(r"\s*(?:SELECT|WITH|\()", re.IGNORECASE).match  # what 
 
 class _ArmedWait(NamedTuple):
     prefix: str  # Flavor.wait_prefix
-    done: Callable[[float, bool], None]  # (seconds, reached), once the statement ended either way
+    # (seconds, reached) once the statement ended: reached None if it failed for another reason
+    done: Callable[[float, bool | None], None]
 
 
-def arm_wait(connection: Connection, prefix: str, done: Callable[[float, bool], None]) -> None:
+def arm_wait(connection: Connection, prefix: str, done: Callable[[float, bool | None], None]) -> None:
     """Make the next statement on ``connection`` (a replica's) wait first, in the same round trip.
 
     ``prefix`` is :meth:`Flavor.wait_prefix`; ``done(seconds, reached)`` is told how it ended. The
-    wait is kept on that Connection object only, so one never made (an error before the read)
-    ends with it, or waits before the same session's next read there, which needs it as much.
+    caller runs its read next and then calls :func:`disarm`, so that a wait whose read never
+    reached the server (an error before) cannot attach to a later statement.
     """
     setattr(connection, _ARMED, _ArmedWait(prefix, done))
+
+
+def disarm(connection: Connection) -> None:
+    """Drop a wait :func:`arm_wait` left on ``connection`` that no statement took."""
+    connection.__dict__.pop(_ARMED, None)
 
 
 def _with_wait(
@@ -256,8 +266,10 @@ def _with_wait(
             cursor.fetchall()
             result = run(statement)
     except Exception as exc:
-        if wait_not_reached(exc):
-            armed.done(time.perf_counter() - started, False)
+        try:  # False: timed out, the read did not run; None: it failed otherwise
+            armed.done(time.perf_counter() - started, False if wait_not_reached(exc) else None)
+        except Exception:  # never in place of the statement's own error
+            log.exception("rwsplit: recording a causal wait failed")
         raise
     armed.done(time.perf_counter() - started, True)
     return result

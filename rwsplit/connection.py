@@ -15,7 +15,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.engine.interfaces import ConnectionEventsTarget
 from sqlalchemy.exc import DBAPIError
 
-from .causal import request_capture, take_captured
+from .causal import disarm, request_capture, take_captured
 from .compat import register_inspection, statement_options, wrap_dialect
 from .consistency_state import ConsistencyState
 from .failover import recover_read
@@ -240,7 +240,11 @@ class RoutingConnection(ConnectionEventsTarget):
             return run(self._primary_connection())
         if decision.on_primary:
             return run(self._reader_connection(bind))
-        return run(self._replica_connection(decision.target))
+        replica = self._replica_connection(decision.target)
+        try:
+            return run(replica)
+        finally:
+            disarm(replica)  # a causal wait its read did not take (an error before it ran)
 
     def _check_closed(self) -> None:
         if self.closed:

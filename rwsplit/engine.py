@@ -248,10 +248,12 @@ class RoutingEngine(EngineSurface):
             if prefix is not None:
                 armed = self._read_waits.get(target) or self._read_wait_decision(target)
 
-                def done(seconds: float, reached: bool) -> None:
-                    if not reached:  # the read runs again, routed afresh: it counts there, not here
-                        self._observer.unrouted(armed)
-                    self._waited(state, target, position, since, seconds, position if reached else None)
+                def done(seconds: float, reached: bool | None) -> None:
+                    if reached is not False:  # not reached: the read runs elsewhere, and counts there
+                        self._observer.counted(armed)
+                    if reached is not None:  # None: the statement failed otherwise, its wait unknown
+                        proved = position if reached else Position()
+                        self._waited(state, target, position, since, seconds, reached, proved)
 
                 arm_wait(connection, prefix, done)
                 return armed
@@ -266,7 +268,7 @@ class RoutingEngine(EngineSurface):
             replica_failed(self, state, target, exc, forget)
             reached, applied = False, Position()
         waited = time.perf_counter() - started
-        self._waited(state, target, position, since, waited, applied if reached else None)
+        self._waited(state, target, position, since, waited, reached, applied)
         if not reached:
             return Decision(
                 PRIMARY,
@@ -285,7 +287,7 @@ class RoutingEngine(EngineSurface):
         return self._flavor.wait_prefix(position, self.policy.causal_timeout)
 
     def _read_wait_decision(self, target: str) -> Decision:
-        decision = Decision(target, f"causal: the read waits on {target}", kind="causal")
+        decision = Decision(target, f"causal: the read waits on {target}", kind="causal", deferred=True)
         self._read_waits[target] = decision
         return decision
 
@@ -296,14 +298,16 @@ class RoutingEngine(EngineSurface):
         position: Position,
         since: ServerState | None,
         seconds: float,
-        applied: Position | None,
+        reached: bool,
+        applied: Position,
     ) -> None:
-        """A causal wait on ``target`` ended: ``applied`` what it proved the replica has (None: it
-        did not reach ``position``). The state, the monitor's proofs and the stats learn it."""
+        """A causal wait for ``position`` on ``target`` ended; ``applied``: what it saw the replica
+        had applied (``position`` included when reached). The state, the monitor's proofs and the
+        stats learn it."""
         if since is not None:
-            self.monitor.applied(since, applied or Position())
-        self._observer.waited(target, seconds, applied is not None)
-        if applied is None:
+            self.monitor.applied(since, applied)
+        self._observer.waited(target, seconds, reached)
+        if not reached:
             state.drop_replica()
             state.give_up(position)
             return

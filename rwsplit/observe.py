@@ -169,22 +169,21 @@ class Observer:
 
     # ------------------------------------------------------------------ per statement
     def routed(self, decision: Decision, statement: Any) -> None:
-        """Count one routed statement; log it and tell ``route`` listeners when anyone listens."""
+        """Count one routed statement (a ``deferred`` decision: once it ran, :meth:`counted`); log it
+        and tell ``route`` listeners when anyone listens."""
+        if not decision.deferred:
+            self.counted(decision)
+        if self._listening or (_debug_cache.get(_DEBUG) is not False and _logging_debug(_DEBUG)):
+            self._emit(decision, statement)
+
+    def counted(self, decision: Decision) -> None:
+        """Count one statement routed by ``decision`` in this thread's counts (never taken back)."""
         try:
             targets, kinds = self._local.counts
         except AttributeError:
             targets, kinds = self._register()
         targets[decision.target] += 1  # string keys, plain dicts: ~50 ns each
         kinds[decision.kind] += 1
-        if self._listening or (_debug_cache.get(_DEBUG) is not False and _logging_debug(_DEBUG)):
-            self._emit(decision, statement)
-
-    def unrouted(self, decision: Decision) -> None:
-        """Take back one :meth:`routed` count of this thread: the statement did not run there
-        (a causal wait sent with it timed out) and runs again, routed afresh."""
-        targets, kinds = self._local.counts
-        targets[decision.target] -= 1
-        kinds[decision.kind] -= 1
 
     def _register(self) -> _Counts:
         counts: _Counts = (defaultdict(int), defaultdict(int))

@@ -37,6 +37,8 @@ class Decision:
     (``"write"`` may change data, ``"lock"`` locks rows, ``"session"`` sets or reads connection state).
     ``fallback``: a read meant for a replica that runs on the primary instead (no replica, a
     causal wait timed out, the replica failed): like a replica read it runs in autocommit.
+    ``deferred``: counted in the stats only once its statement ran (a read sent with its causal
+    wait: if the wait times out, the read runs elsewhere and counts there).
     """
 
     target: str
@@ -46,6 +48,7 @@ class Decision:
     effect: str = "read"
     fallback: bool = False
     kind: str = "read"  # for counters and metrics: one of rwsplit.observe.KINDS
+    deferred: bool = False
 
     @property
     def on_primary(self) -> bool:

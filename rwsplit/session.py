@@ -21,7 +21,7 @@ from sqlalchemy.orm.interfaces import UserDefinedOption
 from sqlalchemy.sql.base import Executable
 
 from . import compat
-from .causal import request_capture, take_captured
+from .causal import disarm, request_capture, take_captured
 from .classifier import PRIMARY
 from .connection import RoutingConnection
 from .engine import RoutingEngine
@@ -66,6 +66,10 @@ def _routing(run: Any, doc: str) -> Any:
             return self._recover(run, statement, params, kw, call[0], exc)
         finally:
             self._rwsplit_call = saved
+            armed = self._rwsplit_armed
+            if armed is not None:  # a causal wait its read did not take (an error before it ran)
+                self._rwsplit_armed = None
+                disarm(armed)
 
     routed.__name__ = run.__name__
     routed.__qualname__ = f"RoutingSession.{run.__name__}"
@@ -122,6 +126,7 @@ class RoutingSession(Session):
         )
         self._rwsplit_target: str | None = None
         self._rwsplit_call: tuple[Any, str | None] = (None, None)
+        self._rwsplit_armed: Connection | None = None  # the replica connection of a pending causal wait
         self._rwsplit_engines = routing_engine.engines
         super().__init__(bind=routing_engine.primary if bind is None else bind, **kw)
 
@@ -168,7 +173,7 @@ class RoutingSession(Session):
             decision = engine._await_position(
                 state,
                 decision,
-                lambda: self.connection(bind_arguments={"bind": replica}),
+                lambda: self._waiting_connection(replica),
                 lambda _: _forget_connection(self, replica),
                 with_read=True,
             )
@@ -178,6 +183,11 @@ class RoutingSession(Session):
         if target != PRIMARY:
             return self._rwsplit_engines[target]
         return engine._bind_for(decision, state)
+
+    def _waiting_connection(self, replica: Any) -> Connection:
+        """The replica connection a causal wait runs on, its read next: ``execute`` disarms it after."""
+        self._rwsplit_armed = connection = self.connection(bind_arguments={"bind": replica})
+        return connection
 
     def consistency_token(self) -> str:
         """An opaque token of the latest position this session wrote or observed (causal mode).

@@ -217,3 +217,29 @@ def test_a_causal_timeout_near_the_read_timeout_keeps_the_wait_apart(make_engine
         assert target in REPLICAS and reasons[-1].startswith("causal: waited ")
         assert [w.reached for w in waits] == [True]
         assert len(seen[target]) == 2 and "GTID_WAIT" in seen[target][0]
+
+
+def test_a_wait_whose_read_never_ran_is_dropped(make_engine) -> None:
+    """A statement that fails before it reaches the server (a missing bind parameter) leaves no
+    wait armed on its replica connection for a later statement to carry."""
+    eng = make_engine(read_your_writes="causal", causal_timeout=5.0, monitor_interval=60)
+    unbound = text(f"SELECT name FROM {Item.__tablename__} WHERE name = :n")
+    with rwsplit.sessionmaker(eng)() as s:
+        s.add(Item(name=unique()))
+        s.commit()
+        with pytest.raises(sa.exc.StatementError):
+            s.execute(unbound)  # no value for :n
+        target = s.last_target
+        assert target in REPLICAS
+        assert not _armed(s.connection(bind_arguments={"bind": eng.engines[target]}))
+    with eng.connect() as conn:
+        conn.execute(sa.insert(Item.__table__).values(name=unique()))
+        conn.commit()
+        with pytest.raises(sa.exc.StatementError):
+            conn.execute(unbound)
+        assert conn.last_target in REPLICAS
+        assert not _armed(conn._replica_connection(conn.last_target))
+
+
+def _armed(connection: sa.Connection) -> bool:
+    return any(key.startswith("_rwsplit_armed") for key in vars(connection))

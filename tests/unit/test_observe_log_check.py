@@ -48,3 +48,19 @@ def test_fast_accessors_are_chosen_on_this_sqlalchemy() -> None:
     assert compat._FAST_STATEMENT_ATTRS
     accessor: Any = compat.flushing
     assert accessor is not compat._checked_flushing
+
+
+def test_a_deferred_decision_counts_only_once_its_statement_ran() -> None:
+    """A read sent with its causal wait counts when it ran (``counted``), never before: counters
+    only grow, also across ``stats(reset=True)`` while the read waits."""
+    obs = observe.Observer(1.0)
+    armed = Decision("replica1", "causal: the read waits on replica1", kind="causal", deferred=True)
+    obs.routed(armed, None)
+    during = obs.stats(reset=True)  # while the read waits
+    assert during.statements.get("replica1", 0) == 0 and during.kinds.get("causal", 0) == 0
+    obs.counted(armed)  # it ran there
+    obs.routed(Decision("primary", "x", fallback=True, kind="fallback"), None)  # another read
+    after = obs.stats()
+    assert after.statements["replica1"] == 1 and after.kinds["causal"] == 1
+    assert after.statements["primary"] == 1 and after.kinds["fallback"] == 1
+    assert all(n >= 0 for n in (*after.statements.values(), *after.kinds.values()))
