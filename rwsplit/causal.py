@@ -275,24 +275,40 @@ def _with_wait(
     return result
 
 
+def _taken(context: Any) -> _ArmedWait | None:
+    """The wait armed on the Connection a statement runs on, taken off it (it goes with this one)."""
+    return context.root_connection.__dict__.pop(_ARMED, None) if context is not None else None
+
+
 def _carrying(alone: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """A dialect ``do_execute*`` wrapper that runs a wait armed on the statement's Connection first
-    (``alone``: always as a statement of its own)."""
+    """A dialect ``do_execute``/``do_executemany`` wrapper that runs a wait armed on the statement's
+    Connection first (``alone``: always as a statement of its own). SQLAlchemy passes the
+    execution context last, positionally; fixed arguments keep the common case ~0.1 µs."""
 
     def wrap(execute: Callable[..., Any]) -> Callable[..., Any]:
-        def carried(cursor: Any, statement: str, *rest: Any, **kw: Any) -> Any:
-            context = kw.get("context", rest[-1] if rest else None)
-            connection = getattr(context, "root_connection", None)
-            armed = connection.__dict__.pop(_ARMED, None) if connection is not None else None
+        def carried(cursor: Any, statement: str, parameters: Any, context: Any = None) -> Any:
+            armed = _taken(context)
             if armed is None:
-                return execute(cursor, statement, *rest, **kw)
+                return execute(cursor, statement, parameters, context)
             return _with_wait(
-                cursor, statement, armed, lambda sql: execute(cursor, sql, *rest, **kw), alone=alone
+                cursor, statement, armed, lambda sql: execute(cursor, sql, parameters, context), alone=alone
             )
 
         return carried
 
     return wrap
+
+
+def _carrying_no_params(execute: Callable[..., Any]) -> Callable[..., Any]:
+    """:func:`_carrying` for ``do_execute_no_params``."""
+
+    def carried(cursor: Any, statement: str, context: Any = None) -> Any:
+        armed = _taken(context)
+        if armed is None:
+            return execute(cursor, statement, context)
+        return _with_wait(cursor, statement, armed, lambda sql: execute(cursor, sql, context))
+
+    return carried
 
 
 def install_wait_with_read(engine: Engine) -> None:
@@ -303,5 +319,5 @@ def install_wait_with_read(engine: Engine) -> None:
     statement as written.
     """
     wrap_dialect(engine, "do_execute", _carrying(alone=False))
-    wrap_dialect(engine, "do_execute_no_params", _carrying(alone=False))
+    wrap_dialect(engine, "do_execute_no_params", _carrying_no_params)
     wrap_dialect(engine, "do_executemany", _carrying(alone=True))
