@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from waiting import wait_for
 
 import rwsplit
+import rwsplit.flavor
 from rwsplit.sandbox import Sandbox
 
 PRIMARY = "primary"
@@ -92,3 +93,9 @@ def with_driver(url: str, driver: str) -> str:
     """A sandbox URL (password included) through another DBAPI driver: ``mysql+<driver>://…``."""
     backend = "mariadb" if driver == "mariadbconnector" else "mysql"
     return sa.make_url(url).set(drivername=f"{backend}+{driver}").render_as_string(hide_password=False)
+
+
+def wait_on_its_own(monkeypatch: Any) -> None:
+    """Causal waits run as SQLAlchemy statements of their own, as on a server without ``SET
+    STATEMENT`` (MySQL): never sent with the read."""
+    monkeypatch.setattr(rwsplit.flavor.Flavor, "wait_prefix", lambda self, position, timeout: None)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from helpers import REPLICAS, unique
+from helpers import REPLICAS, unique, wait_on_its_own
 from models import Item
 from sqlalchemy import select, text
 
 import rwsplit
 import rwsplit.causal
 import rwsplit.engine
-import rwsplit.flavor
 
 
 def test_releasing_a_savepoint_does_not_pin_a_causal_session(make_engine) -> None:
@@ -94,11 +93,6 @@ def test_a_wait_one_session_ran_spares_another_session_its_own(make_engine) -> N
     assert a_read in REPLICAS and b_read == a_read
 
 
-def _wait_on_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Causal waits run as statements of their own, as on a server without ``SET STATEMENT``."""
-    monkeypatch.setattr(rwsplit.flavor.Flavor, "wait_prefix", lambda self, position, timeout: None)
-
-
 @pytest.mark.parametrize("wait", ["with the read", "on its own"])
 def test_a_wait_during_which_its_replica_was_probed_proves_nothing_for_others(
     make_engine, monkeypatch: pytest.MonkeyPatch, wait: str
@@ -112,7 +106,7 @@ def test_a_wait_during_which_its_replica_was_probed_proves_nothing_for_others(
         else (rwsplit.engine, "wait_and_read_applied")
     )
     if wait == "on its own":
-        _wait_on_its_own(monkeypatch)
+        wait_on_its_own(monkeypatch)
     real = getattr(module, name)
 
     def probed_meanwhile(*args: object, **kw: object) -> object:
@@ -133,7 +127,7 @@ def test_a_sessions_own_wait_confirms_only_the_position_it_waited_for(
     A wait on its own also reads what the replica had applied besides: that is shared until the
     next probe. A wait sent with the read proves only its own position."""
     if wait == "on its own":
-        _wait_on_its_own(monkeypatch)
+        wait_on_its_own(monkeypatch)
     eng = make_engine(read_your_writes="causal", causal_timeout=5.0, monitor_interval=60)
     make = rwsplit.sessionmaker(eng)
     mine, later = unique(), unique()

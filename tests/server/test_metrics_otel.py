@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 import sqlalchemy.ext.asyncio  # noqa: F401  (see below)
-from helpers import REPLICAS, SERVER_ID, unique, wait_eligible, with_driver
+from helpers import REPLICAS, SERVER_ID, unique, wait_eligible, wait_on_its_own, with_driver
 from metrics_readme import example
 from models import User
 from opentelemetry import trace
@@ -29,7 +29,6 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from waiting import wait_for
 
 import rwsplit
-import rwsplit.flavor
 from rwsplit.integrations import otel
 from rwsplit.integrations._metrics import BUCKETS
 from rwsplit.observe import KINDS
@@ -167,8 +166,8 @@ def test_causal_wait_spans(
     monkeypatch: pytest.MonkeyPatch,
     wait: str,
 ) -> None:
-    if wait == "on its own":  # as on a server without SET STATEMENT (MySQL)
-        monkeypatch.setattr(rwsplit.flavor.Flavor, "wait_prefix", lambda self, position, timeout: None)
+    if wait == "on its own":
+        wait_on_its_own(monkeypatch)
     # Probes 5 s apart: the monitor has not seen the commit when the read comes, so the read waits.
     engine = make_engine(read_your_writes="causal", causal_timeout=2.0, monitor_interval=5.0)
     traced.instrument_sqlalchemy(engine)
