@@ -32,7 +32,11 @@ a run they move less than throughput with the load of other processes, and where
 while they do not, the difference is mostly waiting (the GIL, the network, the servers), not work.
 
 ``--variants`` may also name ``causal_select``: "causal" with each commit's GTID read by
-``SELECT @@last_gtid`` instead of from the COMMIT's OK packet (the connections stop tracking it).
+``SELECT @@last_gtid`` instead of from the COMMIT's OK packet (the connections stop tracking it);
+and, to tell what of "none"'s cost is where: ``engine_only``, a plain ``Session`` on the primary
+Engine of a rwsplit engine without replicas (its pool, timeouts and wrapped dialect methods, no
+routing), and ``unrouted``, a ``RoutingSession`` of such an engine whose ``get_bind`` returns the
+primary without deciding (the session's state, events and ``execute`` wrapper as well).
 
     python benchmarks/bench_concurrency.py [--rounds 30] [--seconds 1] [--warm 0.25] [--threads 8]
         [--variants plain,none,...] [--driver pymysql] [--single-rounds 41] [--no-single]
@@ -85,6 +89,8 @@ VARIANTS: dict[str, str] = {
 }
 EXTRA: dict[str, str] = {  # not run unless named in --variants
     "causal_select": 'rwsplit, "causal", GTID by SELECT',
+    "engine_only": "plain Session, rwsplit's primary Engine",
+    "unrouted": "RoutingSession, get_bind undecided",
 }
 ALL = {**VARIANTS, **EXTRA}
 GOALS: dict[str, float] = {"none": 0.97, "session": 0.95, "causal": 0.93}
@@ -126,17 +132,32 @@ class Variant:
                 cursor.execute("SET SESSION session_track_system_variables = ''")
                 cursor.close()
 
+        elif name in ("engine_only", "unrouted"):
+            self.routing = rwsplit.create_engine(primary)
         else:
             raise ValueError(f"unknown variant {name!r}; known: {', '.join(ALL)}")
-        self.make: Callable[[], Session] = (
-            sa.orm.sessionmaker(self.plain) if self.plain is not None else rwsplit.sessionmaker(self.routing)  # type: ignore[arg-type]
-        )
+        self.make: Callable[[], Session]
+        if self.plain is not None:
+            self.make = sa.orm.sessionmaker(self.plain)
+        elif name == "engine_only":
+            self.make = sa.orm.sessionmaker(self.routing.primary)  # type: ignore[union-attr]
+        elif name == "unrouted":
+            self.make = rwsplit.sessionmaker(self.routing, class_=_Unrouted)  # type: ignore[arg-type]
+        else:
+            self.make = rwsplit.sessionmaker(self.routing)  # type: ignore[arg-type]
 
     def dispose(self) -> None:
         if self.plain is not None:
             self.plain.dispose()
         if self.routing is not None:
             self.routing.dispose()
+
+
+class _Unrouted(rwsplit.RoutingSession):
+    """Everything a RoutingSession does but the decision: every statement binds the primary."""
+
+    def get_bind(self, mapper: object = None, **kw: object) -> sa.Engine:
+        return self.routing_engine.primary
 
 
 def _request(make: Callable[[], Session], rng: random.Random, base: int) -> None:

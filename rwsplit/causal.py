@@ -275,11 +275,6 @@ def _with_wait(
     return result
 
 
-def _taken(context: Any) -> _ArmedWait | None:
-    """The wait armed on the Connection a statement runs on, taken off it (it goes with this one)."""
-    return context.root_connection.__dict__.pop(_ARMED, None) if context is not None else None
-
-
 def _carrying(alone: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """A dialect ``do_execute``/``do_executemany`` wrapper that runs a wait armed on the statement's
     Connection first (``alone``: always as a statement of its own). SQLAlchemy passes the
@@ -287,7 +282,8 @@ def _carrying(alone: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]
 
     def wrap(execute: Callable[..., Any]) -> Callable[..., Any]:
         def carried(cursor: Any, statement: str, parameters: Any, context: Any = None) -> Any:
-            armed = _taken(context)
+            # The wait armed on the statement's Connection, taken off it: it goes with this statement.
+            armed = context.root_connection.__dict__.pop(_ARMED, None) if context is not None else None
             if armed is None:
                 return execute(cursor, statement, parameters, context)
             return _with_wait(
@@ -303,7 +299,7 @@ def _carrying_no_params(execute: Callable[..., Any]) -> Callable[..., Any]:
     """:func:`_carrying` for ``do_execute_no_params``."""
 
     def carried(cursor: Any, statement: str, context: Any = None) -> Any:
-        armed = _taken(context)
+        armed = context.root_connection.__dict__.pop(_ARMED, None) if context is not None else None
         if armed is None:
             return execute(cursor, statement, context)
         return _with_wait(cursor, statement, armed, lambda sql: execute(cursor, sql, context))

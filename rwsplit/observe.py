@@ -171,8 +171,13 @@ class Observer:
     def routed(self, decision: Decision, statement: Any) -> None:
         """Count one routed statement (a ``deferred`` decision: once it ran, :meth:`counted`); log it
         and tell ``route`` listeners when anyone listens."""
-        if not decision.deferred:
-            self.counted(decision)
+        if not decision.deferred:  # counted() inlined: one frame less per statement
+            try:
+                targets, kinds = self._local.counts
+            except AttributeError:
+                targets, kinds = self._register()
+            targets[decision.target] += 1
+            kinds[decision.kind] += 1
         if self._listening or (_debug_cache.get(_DEBUG) is not False and _logging_debug(_DEBUG)):
             self._emit(decision, statement)
 

@@ -40,15 +40,6 @@ _NO_CALL: tuple[Any, str | None] = (None, None)
 _NOT_EXECUTABLE: tuple[None, tuple[()]] = (None, ())  # a clause get_bind was given that cannot carry options
 
 
-def _call(statement: Any, options: Mapping[str, Any]) -> tuple[Any, str | None]:
-    """What get_bind sees of one execute call: the call-level execution ``options`` over the
-    statement's own when the call sets a routing option (else get_bind reads the statement's)."""
-    if "rwsplit_route" not in options and "rwsplit_max_lag" not in options:
-        return _NO_CALL
-    own = compat.statement_options(statement)
-    return ({**own, **options} if own else options), None
-
-
 def _routing(run: Any, doc: str) -> Any:
     """A Session method (``execute``, ``scalars``, ``scalar``) that runs ``run`` with the call-level
     options visible to get_bind and retries a failed replica read: one frame per statement."""
@@ -57,8 +48,15 @@ def _routing(run: Any, doc: str) -> Any:
         if getattr(statement, "is_dml", False):
             self.rwsplit_state.wrote()
         saved = self._rwsplit_call
+        # What get_bind sees of this call: the call-level options over the statement's own when
+        # they set a routing option (else get_bind reads the statement's).
         given = kw.get("execution_options")
-        self._rwsplit_call = call = _call(statement, given) if given else _NO_CALL
+        if given and ("rwsplit_route" in given or "rwsplit_max_lag" in given):
+            own = compat.statement_options(statement)
+            call: tuple[Any, str | None] = ({**own, **given} if own else given), None
+        else:
+            call = _NO_CALL
+        self._rwsplit_call = call
         self._rwsplit_target = None
         try:
             return run(self, statement, params, **kw)
